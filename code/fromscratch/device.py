@@ -1,0 +1,31 @@
+"""Pick the compute device once, the same way in every post: "auto" means CUDA where available."""
+
+from __future__ import annotations
+
+import torch
+
+VALID_DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn "auto", "cpu", "cuda" or "cuda:N" into a torch.device that exists on this machine."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for but no CUDA GPU is visible; "
+                             "use device='auto' or 'cpu'")
+        return torch.device(name)
+    raise ValueError(f"unknown device {device!r}; use one of {', '.join(VALID_DEVICES)} "
+                     "(or 'cuda:N')")
+
+
+def synchronize(device: str | torch.device) -> None:
+    """Wait for queued GPU work, so a timer measures the work and not its launch."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,5 @@
+"""The site machinery: read posts, execute them with papermill, render them, describe each run."""
+
+from fromscratch.site.runinfo import RunInfo
+
+__all__ = ["RunInfo"]

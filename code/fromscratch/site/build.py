@@ -1,0 +1,289 @@
+"""Build the site: execute every post with papermill into _build/, then render it with Quarto.
+
+    python -m fromscratch.site.build [--profile cpu|gpu] [--posts SLUG ...] [--param NAME=VALUE]
+
+The committed notebooks are never modified. One failing post does not stop the others; the
+build then names each failure and exits non-zero, leaving the previous _site/ untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fromscratch.site import notebook
+from fromscratch.site.runinfo import PROFILES
+
+KERNEL = "fromscratch"
+BUILD_DIR = "_build"
+SITE_DIR = "_site"
+SITE_FOLDERS = ("posts", "assets")  # besides the root's own pages and settings
+SITE_FILE_SUFFIXES = (".qmd", ".yml", ".yaml", ".bib", ".csl", ".css", ".scss", ".svg", ".png",
+                      ".ico")
+QUARTO_HELP = "install it from https://quarto.org/docs/get-started/ or with `pip install quarto-cli`"
+
+
+class BuildError(Exception):
+    """A bad request (unknown post, profile or parameter): reported in one line, exit 2."""
+
+
+@dataclass
+class PostResult:
+    """How the execution of one post went."""
+
+    slug: str
+    status: str = "not run"
+    seconds: float = 0.0
+    parameters: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The site root: the nearest folder at or above `start` holding _quarto.yml."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "_quarto.yml").exists():
+            return folder
+    raise BuildError(f"no _quarto.yml in {start} or above; run from the repository or pass --root")
+
+
+def list_posts(root: Path) -> list[str]:
+    """Slugs of the posts: folders of posts/ holding an index.ipynb."""
+    return sorted(p.parent.name for p in (root / "posts").glob("*/index.ipynb"))
+
+
+def select_posts(root: Path, requested: list[str] | None) -> list[str]:
+    """The requested slugs (all posts by default), each checked to exist."""
+    available = list_posts(root)
+    unknown = [slug for slug in requested or [] if slug not in available]
+    if unknown:
+        raise BuildError(f"unknown post {', '.join(map(repr, unknown))}; "
+                         f"posts: {', '.join(available) or '(none)'}")
+    return list(requested) if requested else available
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """NAME=VALUE pairs from the command line; values are read as YAML (numbers, lists...)."""
+    overrides = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise BuildError(f"bad --param {pair!r}; write NAME=VALUE, e.g. --param steps=10")
+        overrides[name] = yaml.safe_load(value)
+    return overrides
+
+
+def post_parameters(root: Path, slug: str, profile: str, overrides: dict[str, Any]
+                    ) -> dict[str, Any]:
+    """Parameters papermill injects: the profile's file (gpu.yml), then command-line overrides."""
+    if profile not in PROFILES:
+        raise BuildError(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
+    folder = root / "posts" / slug
+    params: dict[str, Any] = {}
+    if profile == "gpu":
+        gpu_file = folder / "gpu.yml"
+        if not gpu_file.exists():
+            raise BuildError(f"post {slug!r} has no gpu.yml, which the gpu profile reads")
+        params = {**(yaml.safe_load(gpu_file.read_text()) or {}), "profile": "gpu"}
+    params.update(overrides)
+    declared = notebook.parameters(notebook.read(folder / "index.ipynb"))
+    undeclared = sorted(set(params) - set(declared))
+    if undeclared:
+        raise BuildError(f"post {slug!r} has no parameter {', '.join(map(repr, undeclared))}; "
+                         f"its parameters: {', '.join(declared)}")
+    return params
+
+
+def source_digest(path: Path) -> str:
+    """sha256 of a committed notebook, stamped on its executed copy to detect staleness."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def copy_site_sources(root: Path, build: Path) -> None:
+    """Refresh _build/ from the site sources, keeping executed notebooks of unchanged posts."""
+    build.mkdir(exist_ok=True)
+    for entry in root.iterdir():
+        if entry.is_file() and entry.suffix in SITE_FILE_SUFFIXES:
+            shutil.copy2(entry, build / entry.name)
+        elif entry.is_dir() and entry.name in SITE_FOLDERS:
+            shutil.copytree(entry, build / entry.name, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("index.ipynb", ".ipynb_checkpoints"))
+    for slug in list_posts(root):
+        source, executed = root / "posts" / slug / "index.ipynb", build / "posts" / slug
+        if executed_stamp(executed / "index.ipynb", source) is None:
+            shutil.copy2(source, executed / "index.ipynb")
+
+
+def executed_stamp(executed: Path, source: Path) -> dict[str, Any] | None:
+    """The build's stamp on an executed notebook if it ran the current source successfully."""
+    if not executed.exists():
+        return None
+    stamp = notebook.read(executed).metadata.get("fromscratch", {})
+    ok = stamp.get("status") == "ok" and stamp.get("source_sha256") == source_digest(source)
+    return stamp if ok else None
+
+
+def kernel_name() -> str:
+    """The Jupyter kernel registered for this environment by `make site`, else python3."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KERNEL if KERNEL in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+def execute_post(root: Path, build: Path, slug: str, params: dict[str, Any], profile: str
+                 ) -> PostResult:
+    """Run one post with papermill into _build/posts/<slug>/index.ipynb and stamp the result."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    source = root / "posts" / slug / "index.ipynb"
+    output = build / "posts" / slug / "index.ipynb"
+    result = PostResult(slug, parameters=params)
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(source), str(output), parameters=params,
+                                   kernel_name=kernel_name(), cwd=str(output.parent),
+                                   progress_bar=False, report_mode=False)
+        result.status = "ok"
+    except PapermillExecutionError as error:
+        result.status = "failed"
+        result.error = f"cell {error.cell_index}: {error.ename}: {error.evalue}"
+    except Exception as error:  # a kernel that dies, a notebook that cannot be read...
+        result.status = "failed"
+        result.error = f"{type(error).__name__}: {error}"
+    result.seconds = time.perf_counter() - start
+    if output.exists():
+        executed = notebook.read(output)
+        executed.metadata["fromscratch"] = {"profile": profile, "status": result.status,
+                                            "seconds": round(result.seconds, 1),
+                                            "parameters": params,
+                                            "source_sha256": source_digest(source)}
+        output.write_text(json.dumps(executed, indent=1, ensure_ascii=False) + "\n")
+    return result
+
+
+def report(results: list[PostResult]) -> str:
+    """The table of posts with their status and execution time."""
+    width = max([len(r.slug) for r in results] + [4])
+    lines = [f"{'post':<{width}}  {'status':<7}  {'seconds':>8}", "-" * (width + 19)]
+    lines += [f"{r.slug:<{width}}  {r.status:<7}  {r.seconds:8.1f}" for r in results]
+    return "\n".join(lines)
+
+
+def find_quarto(try_install: bool) -> str | None:
+    """The quarto executable; optionally try `pip install quarto-cli` first (needs internet)."""
+    found = shutil.which("quarto") or shutil.which("quarto", path=str(Path(sys.executable).parent))
+    if found or not try_install:
+        return found
+    print("quarto not found; trying `pip install quarto-cli` ...", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "quarto-cli"],
+                       capture_output=True, timeout=300, check=True)
+    except (subprocess.SubprocessError, OSError):
+        return None
+    return shutil.which("quarto", path=str(Path(sys.executable).parent))
+
+
+def render(root: Path, build: Path, quarto: str) -> None:
+    """Render _build/ into a fresh folder, then swap it in for _site/ only if rendering worked."""
+    fresh, old = root / f"{SITE_DIR}.new", root / f"{SITE_DIR}.old"
+    for leftover in (fresh, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    done = subprocess.run([quarto, "render", str(build), "--output-dir", str(fresh)])
+    if done.returncode != 0 or not fresh.exists():
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise RuntimeError(f"quarto render failed (exit {done.returncode}); {SITE_DIR}/ is "
+                           "unchanged")
+    site = root / SITE_DIR
+    if site.exists():
+        site.rename(old)
+    fresh.rename(site)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m fromscratch.site.build",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu",
+                        help="cpu: each post's own defaults; gpu: each post's gpu.yml")
+    parser.add_argument("--posts", nargs="+", metavar="SLUG", help="execute only these posts")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a parameter of every selected post")
+    parser.add_argument("--root", type=Path, help="site root (default: found from the cwd)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="render the executed notebooks already in _build/")
+    parser.add_argument("--no-render", action="store_true", help="execute, do not render")
+    parser.add_argument("--no-quarto-install", action="store_true",
+                        help="do not try `pip install quarto-cli` when quarto is missing")
+    return parser.parse_args(argv)
+
+
+def build(args: argparse.Namespace) -> int:
+    """Execute the selected posts, print the report, render when all is well; the exit code."""
+    root = args.root.resolve() if args.root else find_root()
+    slugs = select_posts(root, args.posts)
+    overrides = parse_overrides(args.param)
+    plan = {slug: post_parameters(root, slug, args.profile, overrides) for slug in slugs}
+    build_dir = root / BUILD_DIR
+    copy_site_sources(root, build_dir)
+    results = []
+    if not args.render_only:
+        for slug, params in plan.items():
+            print(f"executing {slug} ({args.profile}) ...", flush=True)
+            results.append(execute_post(root, build_dir, slug, params, args.profile))
+        print(report(results))
+        (build_dir / "build-report.json").write_text(
+            json.dumps([asdict(r) for r in results], indent=1) + "\n")
+    failed = [r for r in results if r.status != "ok"]
+    if failed:
+        for r in failed:
+            print(f"FAILED {r.slug}: {r.error} (executed notebook: "
+                  f"{build_dir / 'posts' / r.slug / 'index.ipynb'})", file=sys.stderr)
+        print(f"{len(failed)} of {len(results)} posts failed; {SITE_DIR}/ left as it was",
+              file=sys.stderr)
+        return 1
+    if args.no_render:
+        return 0
+    stale = [s for s in list_posts(root) if executed_stamp(
+        build_dir / "posts" / s / "index.ipynb", root / "posts" / s / "index.ipynb") is None]
+    if stale:
+        print(f"rendering skipped: {', '.join(stale)} not executed from the current source; "
+              f"build all posts (or collect their executed notebooks in {BUILD_DIR}/posts/)")
+        return 0 if not args.render_only else 1
+    quarto = find_quarto(try_install=not args.no_quarto_install)
+    if quarto is None:
+        print(f"rendering skipped: Quarto is not installed ({QUARTO_HELP}); the executed "
+              f"notebooks are in {build_dir / 'posts'}")
+        return 0
+    try:
+        render(root, build_dir, quarto)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"site rendered to {root / SITE_DIR}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return build(args)
+    except (BuildError, ValueError) as error:
+        print(f"build: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    sys.exit(main())
