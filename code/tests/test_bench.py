@@ -1,0 +1,48 @@
+"""The timing helper: repeats, medians, ratios, memory peaks (correctness, never speed)."""
+
+import pytest
+import torch
+
+from fromscratch.bench import compare, format_seconds, gflops, peak_memory_bytes, table, timeit
+
+
+def test_timeit_counts_warmup_and_repeats() -> None:
+    calls = []
+    timing = timeit(lambda: calls.append(1), "append", warmup=2, repeats=4)
+    assert len(calls) == 6 and len(timing.times) == 4
+    assert timing.best <= timing.median
+
+
+def test_timeit_keeps_going_until_min_time() -> None:
+    timing = timeit(lambda: sum(range(100)), repeats=1, warmup=0, min_time=0.01)
+    assert sum(timing.times) >= 0.01 and len(timing.times) > 1
+
+
+def test_bad_repeats_are_refused() -> None:
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        timeit(lambda: None, repeats=0)
+
+
+def test_compare_reports_ratio_to_reference() -> None:
+    x = torch.randn(300, 300)
+    rows = compare({"matmul": lambda: x @ x, "tenfold": lambda: [x @ x for _ in range(10)]},
+                   reference="matmul", repeats=3)
+    ratios = {row["name"]: row["ratio_to_matmul"] for row in rows}
+    assert ratios["matmul"] == 1.0 and ratios["tenfold"] > 3
+    with pytest.raises(ValueError, match="reference 'other' is not among"):
+        compare({"a": lambda: None}, reference="other")
+
+
+def test_peak_memory_sees_the_temporaries() -> None:
+    x = torch.randn(1000, 1000)
+    out_bytes = 1000 * 1000 * 4
+    assert out_bytes <= peak_memory_bytes(lambda: x @ x) < 1.1 * out_bytes
+    two_temporaries = peak_memory_bytes(lambda: ((x * 2) + 1).sum())
+    assert 2 * out_bytes <= two_temporaries < 2.2 * out_bytes
+
+
+def test_formatting_helpers() -> None:
+    assert format_seconds(0.0032) == "3.2 ms" and format_seconds(2.0) == "2 s"
+    assert format_seconds(5e-7) == "500 ns"
+    assert gflops(2e9, 0.5) == 4.0
+    assert table([{"name": "a", "x": 0.5}]).splitlines() == ["| name | x |", "|---|---|", "| a | 0.5 |"]

@@ -1,0 +1,164 @@
+"""Static checks of the site: settings behind citations and feeds, and every post's anatomy."""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import re
+import shutil
+
+import pytest
+import yaml
+
+from fromscratch.site import notebook, scaffold
+from fromscratch.site.runinfo import PROFILES
+
+from site_paths import POSTS, ROOT, post_notebook
+
+QUARTO = yaml.safe_load((ROOT / "_quarto.yml").read_text())
+POST_DEFAULTS = yaml.safe_load((ROOT / "posts" / "_metadata.yml").read_text())
+BIB_KEYS = notebook.bib_keys((ROOT / "references.bib").read_text())
+
+
+def all_keys(data) -> set[str]:
+    """Every mapping key anywhere in a YAML document."""
+    if isinstance(data, dict):
+        return set(data) | set().union(*(all_keys(v) for v in data.values()))
+    if isinstance(data, list):
+        return set().union(*(all_keys(v) for v in data)) if data else set()
+    return set()
+
+
+def test_site_settings_for_readers_and_feeds() -> None:
+    website = QUARTO["website"]
+    assert website["site-url"].startswith("https://") and website["repo-url"].startswith("https://")
+    assert website["description"] and website["open-graph"] and website["twitter-card"]
+    assert website["search"] is True
+    hrefs = [item if isinstance(item, str) else item["href"] for item in website["navbar"]["right"]]
+    assert "about.qmd" in hrefs and website["repo-url"] in hrefs
+    html = QUARTO["format"]["html"]
+    assert set(html["theme"]) == {"light", "dark"}
+    assert html["html-math-method"] == "mathjax"
+    assert html["code-tools"]["source"] == "repo"
+    assert QUARTO["bibliography"] == "references.bib"
+
+
+def test_listing_is_newest_first_with_categories_and_feed() -> None:
+    front = yaml.safe_load((ROOT / "index.qmd").read_text().split("---")[1])
+    listing = front["listing"]
+    assert listing["contents"] == "posts" and listing["sort"] == "date desc"
+    assert listing["categories"] is True and "feed" in listing
+    assert {"image", "description", "reading-time"} <= set(listing["fields"])
+
+
+def test_post_defaults_make_zotero_save_a_blog_post() -> None:
+    assert POST_DEFAULTS["google-scholar"] is True
+    assert POST_DEFAULTS["citation"]["type"] == "post-weblog"
+    assert POST_DEFAULTS["execute"]["enabled"] is False
+    header = POST_DEFAULTS["format"]["html"]["include-in-header"]["text"]
+    assert '<meta name="z.itemType" content="blogPost">' in header
+    for author in POST_DEFAULTS["author"]:
+        assert author["name"]["given"] and author["name"]["family"]
+
+
+@pytest.mark.parametrize("path", ["_quarto.yml", "posts/_metadata.yml", "index.qmd", "about.qmd"])
+def test_no_container_title_anywhere(path: str) -> None:
+    """A container-title makes Quarto write citation_journal_title: Zotero then saves an article."""
+    assert "container-title" not in (ROOT / path).read_text()
+
+
+def test_every_cited_paper_is_complete() -> None:
+    entries = re.split(r"\n(?=@)", (ROOT / "references.bib").read_text().strip())
+    for entry in entries:
+        assert re.search(r"\btitle\s*=", entry) and re.search(r"\byear\s*=", entry), entry[:60]
+
+
+needs_posts = pytest.mark.skipif(not POSTS, reason="no posts yet")
+
+
+@needs_posts
+@pytest.mark.parametrize("slug", POSTS)
+def test_committed_without_outputs(slug: str) -> None:
+    assert not notebook.has_outputs(post_notebook(slug))
+
+
+@needs_posts
+@pytest.mark.parametrize("slug", POSTS)
+def test_front_matter(slug: str) -> None:
+    front = notebook.front_matter(post_notebook(slug))
+    missing = [key for key in notebook.REQUIRED_FRONT_MATTER if not front.get(key)]
+    assert not missing, f"front matter lacks {missing}"
+    assert "container-title" not in all_keys(front)
+    description = front["description"].strip()
+    assert description.endswith(".") and description.count(". ") == 0, "one sentence"
+    dt.date.fromisoformat(str(front["date"]))
+    assert isinstance(front["categories"], list) and front["categories"]
+    assert front["image"] == "thumbnail.png", "the run saves the listing image (plot.save_thumbnail)"
+
+
+@needs_posts
+@pytest.mark.parametrize("slug", POSTS)
+def test_parameters_cell_and_gpu_profile(slug: str) -> None:
+    params = notebook.parameters(post_notebook(slug))
+    assert params.get("profile") == "cpu" and params.get("device") == "auto"
+    gpu = yaml.safe_load((ROOT / "posts" / slug / "gpu.yml").read_text())
+    assert isinstance(gpu, dict) and gpu.get("device") == "cuda"
+    assert set(gpu) <= set(params), f"gpu.yml sets undeclared {set(gpu) - set(params)}"
+    assert gpu.get("profile", "gpu") in PROFILES
+
+
+@needs_posts
+@pytest.mark.parametrize("slug", POSTS)
+def test_page_shows_every_parameter(slug: str) -> None:
+    """RunInfo.start receives every parameter, so the page states what produced it."""
+    nb = post_notebook(slug)
+    params = notebook.parameters(nb)
+    calls = [node for cell in nb.cells if cell.cell_type == "code"
+             for node in ast.walk(ast.parse(cell.source))
+             if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "start"
+             and getattr(node.func, "value", None) is not None
+             and getattr(node.func.value, "id", "") == "RunInfo"]
+    assert len(calls) == 1, "exactly one RunInfo.start(...)"
+    passed = [getattr(a, "id", None) for a in calls[0].args] + [k.arg for k in calls[0].keywords]
+    assert set(params) <= set(passed), f"not shown on the page: {set(params) - set(passed)}"
+
+
+@needs_posts
+@pytest.mark.parametrize("slug", POSTS)
+def test_shared_cells_match_site_settings(slug: str) -> None:
+    """Run box, Colab cell and environment card are those _quarto.yml implies (scaffold sync)."""
+    nb = post_notebook(slug)
+    for tag, source in scaffold.expected_shared_cells(ROOT, slug).items():
+        cells = scaffold.tagged(nb, tag)
+        assert len(cells) == 1, f"one cell tagged {tag}"
+        assert cells[0].source.endswith(source), f"{tag} drifted: run `scaffold sync`"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert scaffold.COLAB_TAG in code[0].metadata.get("tags", []), "Colab set-up runs first"
+    assert scaffold.CARD_TAG in nb.cells[-1].metadata.get("tags", []), "the card ends the post"
+
+
+@needs_posts
+@pytest.mark.parametrize("slug", POSTS)
+def test_citations_exist_and_images_have_alt(slug: str) -> None:
+    nb = post_notebook(slug)
+    assert notebook.cited_keys(nb) <= BIB_KEYS, notebook.cited_keys(nb) - BIB_KEYS
+    assert not notebook.figures_without_alt(nb)
+
+
+@pytest.mark.skipif(shutil.which("quarto") is None, reason="Quarto is not installed here")
+def test_rendered_pages_carry_citation_tags(tmp_path) -> None:
+    """Where Quarto exists: render the executed site and read each post's meta tags."""
+    import subprocess
+    import sys
+
+    build = subprocess.run([sys.executable, "-m", "fromscratch.site.build", "--no-quarto-install"],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    for slug in POSTS:
+        html = (ROOT / "_site" / "posts" / slug / "index.html").read_text()
+        for tag in ('name="citation_title"', 'name="citation_author"',
+                    'name="citation_publication_date"', 'name="citation_fulltext_html_url"',
+                    'name="citation_abstract"', 'name="z.itemType" content="blogPost"',
+                    'property="og:site_name"', 'property="og:image"'):
+            assert tag in html, f"{slug}: {tag}"
+        assert "citation_journal_title" not in html
