@@ -41,6 +41,7 @@ def test_site_settings_for_readers_and_feeds() -> None:
     assert html["html-math-method"] == "mathjax"
     assert html["code-tools"]["source"] == "repo"
     assert QUARTO["bibliography"] == "references.bib"
+    assert QUARTO["language"]["section-title-citation"] == "Cite this post"
 
 
 def test_listing_is_newest_first_with_categories_and_feed() -> None:
