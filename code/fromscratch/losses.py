@@ -1,0 +1,274 @@
+"""Softmax, log-softmax, log-sum-exp, NLL and a fused cross-entropy: numerically stable, as in torch."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+REDUCTIONS = ("mean", "sum", "none")
+CHUNK_BYTES = 1 << 20  # the fused kernel works on blocks of rows of about 1 MiB: they stay in L2 cache
+
+
+# --------------------------------------------------------------------------- the building blocks
+def logsumexp(x: Tensor, dim: int = -1, keepdim: bool = False) -> Tensor:
+    """log(sum(exp(x))) along `dim`, with the max trick: exp never sees a positive argument.
+
+    Rows whose max is ±inf are handled as torch does: all -inf gives -inf, any +inf gives +inf.
+    """
+    _check_float(x, "x")
+    m = x.amax(dim, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    out = (x - m).exp().sum(dim, keepdim=True).log() + m
+    return out if keepdim else out.squeeze(dim)
+
+
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """exp(x) / sum(exp(x)) along `dim`, shifted by the row max so exp cannot overflow."""
+    _check_float(x, "x")
+    e = (x - x.amax(dim, keepdim=True)).exp()
+    return e / e.sum(dim, keepdim=True)
+
+
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """x - logsumexp(x) along `dim`, as (x - max) - log(sum(exp(x - max))): never log(0).
+
+    Subtracting the max first keeps the small differences exact when the logits are huge
+    (1e4 in float32 has a spacing of 1e-3; x - logsumexp(x) would round to it).
+    """
+    _check_float(x, "x")
+    m = x.amax(dim, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    shifted = x - m
+    return shifted - shifted.exp().sum(dim, keepdim=True).log()
+
+
+def nll_loss(log_probs: Tensor, target: Tensor, ignore_index: int = -100, reduction: str = "mean"
+             ) -> Tensor:
+    """Negative log-likelihood of class indices `target` under `log_probs` (N, C), by indexing.
+
+    Rows whose target equals `ignore_index` count for nothing: 'mean' divides by the rows kept
+    (and gives nan when none is kept, as torch does).
+    """
+    log_probs, target, restore = _flatten_classes(log_probs, target)
+    _check_reduction(reduction)
+    keep = target != ignore_index
+    safe_target = torch.where(keep, target, torch.zeros_like(target))
+    _check_targets(safe_target, log_probs.shape[1])
+    picked = log_probs[torch.arange(len(target), device=target.device), safe_target]
+    losses = torch.where(keep, -picked, torch.zeros_like(picked))
+    return _reduce(losses, keep, reduction, restore)
+
+
+def cross_entropy_composed(logits: Tensor, target: Tensor, ignore_index: int = -100,
+                           reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """cross_entropy written as nll_loss(log_softmax(logits)): the readable, unfused version.
+
+    With label smoothing ε the target is (1-ε)·one_hot + ε/C, so each row adds ε times the mean
+    of -log_probs over the classes.
+    """
+    _check_smoothing(label_smoothing)
+    log_probs = log_softmax(logits, dim=1)
+    nll = nll_loss(log_probs, target, ignore_index, reduction)
+    if label_smoothing == 0.0:
+        return nll
+    flat, flat_target, restore = _flatten_classes(log_probs, target)
+    keep = flat_target != ignore_index
+    smooth = torch.where(keep, -flat.mean(1), torch.zeros_like(flat[:, 0]))
+    return (1 - label_smoothing) * nll + label_smoothing * _reduce(smooth, keep, reduction, restore)
+
+
+# --------------------------------------------------------------------------- the fused version
+class _FusedCrossEntropy(torch.autograd.Function):
+    """Forward and backward of cross-entropy in row chunks: no full-size log-probabilities."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, target: Tensor, ignore_index: int, smoothing: float) -> Tensor:
+        keep = target != ignore_index
+        safe_target = torch.where(keep, target, torch.zeros_like(target))
+        _check_targets(safe_target, logits.shape[1])
+        m, log_sum = _chunked_max_and_log_sum_exp(logits)
+        picked = logits.gather(1, safe_target[:, None]).squeeze(1)
+        losses = log_sum + (m - picked)  # m - picked is exact where it matters: huge logits
+        if smoothing:
+            # -mean_c log p_c = log_sum + m - mean_c x_c: the smoothed loss needs one more row mean
+            losses = losses + smoothing * (picked - logits.mean(1))
+        losses = torch.where(keep, losses, torch.zeros_like(losses))
+        ctx.save_for_backward(logits, m, log_sum, safe_target, keep)
+        ctx.smoothing = smoothing
+        return losses
+
+    @staticmethod
+    def backward(ctx, grad_losses: Tensor) -> tuple[Tensor | None, ...]:
+        logits, m, log_sum, safe_target, keep = ctx.saved_tensors
+        scale = torch.where(keep, grad_losses, torch.zeros_like(grad_losses))
+        grad = cross_entropy_grad_from_stats(logits, m, log_sum, safe_target, scale, ctx.smoothing)
+        return grad, None, None, None
+
+
+def _chunked_max_and_log_sum_exp(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """Row max m and log(sum(exp(x - m))) of a (N, C) tensor, one cache-sized block at a time.
+
+    Their sum is the logsumexp. The maxima come from one pass over the whole tensor; exp(x - m)
+    is then written into a single block-sized buffer and summed while the block is in cache.
+    """
+    n, c = logits.shape
+    m = logits.amax(1)
+    m.masked_fill_(~torch.isfinite(m), 0.0)  # all -inf rows: sum 0, lse -inf; +inf rows: inf
+    sums = torch.empty(n, dtype=logits.dtype, device=logits.device)
+    rows = _rows_per_chunk(logits)
+    buffer = torch.empty(min(rows, n), c, dtype=logits.dtype, device=logits.device)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        work = buffer[:stop - start]
+        torch.sub(logits[start:stop], m[start:stop, None], out=work).exp_()
+        torch.sum(work, 1, out=sums[start:stop])
+    return m, sums.log_()
+
+
+def cross_entropy_grad_from_stats(logits: Tensor, m: Tensor, log_sum: Tensor, target: Tensor,
+                                  scale: Tensor, smoothing: float = 0.0) -> Tensor:
+    """d(loss_i)/d(logits) scaled per row: scale_i · (softmax(x_i) - (1-ε)·one_hot(t_i) - ε/C).
+
+    `m` and `log_sum` are the forward pass's row statistics, so softmax is exp(x - m) / sum,
+    written straight into the gradient's memory with the scale folded into the division.
+    """
+    n, c = logits.shape
+    grad = torch.empty_like(logits)
+    row_factor = scale / log_sum.exp()
+    rows = _rows_per_chunk(logits)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        g = grad[start:stop]
+        torch.sub(logits[start:stop], m[start:stop, None], out=g).exp_().mul_(row_factor[start:stop, None])
+        if smoothing:
+            g.sub_(scale[start:stop, None] * (smoothing / c))
+    rows_index = torch.arange(n, device=logits.device)
+    grad.index_put_((rows_index, target), -(1 - smoothing) * scale, accumulate=True)
+    return grad
+
+
+def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy of `logits` (N, C[, d...]) against class indices or class probabilities.
+
+    Class indices take the fused path: logsumexp by the max trick in cache-sized row blocks,
+    the target logit gathered, and a backward that writes softmax - one_hot directly. The
+    semantics of `ignore_index`, `reduction` and `label_smoothing` are those of
+    torch.nn.functional.cross_entropy.
+    """
+    _check_float(logits, "logits")
+    _check_reduction(reduction)
+    _check_smoothing(label_smoothing)
+    if target.is_floating_point():
+        return _soft_target_cross_entropy(logits, target, reduction, label_smoothing)
+    flat, flat_target, restore = _flatten_classes(logits, target)
+    losses = _FusedCrossEntropy.apply(flat, flat_target, ignore_index, float(label_smoothing))
+    return _reduce(losses, flat_target != ignore_index, reduction, restore)
+
+
+def _soft_target_cross_entropy(logits: Tensor, probs: Tensor, reduction: str, smoothing: float
+                               ) -> Tensor:
+    """-sum_c p_c log softmax(x)_c per row, for targets given as class probabilities."""
+    if probs.shape != logits.shape:
+        raise ValueError(f"probability targets must have the logits' shape {tuple(logits.shape)}, "
+                         f"got {tuple(probs.shape)}")
+    dim = 1 if logits.dim() > 1 else 0
+    if smoothing:
+        probs = probs * (1 - smoothing) + smoothing / logits.shape[dim]
+    losses = -(probs * log_softmax(logits, dim)).sum(dim)
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    return losses.sum() / (logits.shape[0] if logits.dim() > 1 else 1)
+
+
+# --------------------------------------------------------------------------- gradients by hand
+def softmax_backward(probs: Tensor, grad_output: Tensor, dim: int = -1) -> Tensor:
+    """Vector-Jacobian product of softmax: p ⊙ (g - <g, p>), given the softmax output p."""
+    return probs * (grad_output - (grad_output * probs).sum(dim, keepdim=True))
+
+
+def log_softmax_backward(log_probs: Tensor, grad_output: Tensor, dim: int = -1) -> Tensor:
+    """Vector-Jacobian product of log_softmax: g - softmax · sum(g)."""
+    return grad_output - log_probs.exp() * grad_output.sum(dim, keepdim=True)
+
+
+def cross_entropy_grad(logits: Tensor, target: Tensor, ignore_index: int = -100,
+                       reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Gradient of cross_entropy(logits, target) (N, C) with respect to the logits: softmax - one_hot.
+
+    Divided by the number of kept rows for reduction='mean'; for 'none' it is the gradient of
+    the sum of the row losses.
+    """
+    _check_reduction(reduction)
+    _check_smoothing(label_smoothing)
+    if logits.dim() != 2:
+        raise ValueError(f"cross_entropy_grad takes (N, C) logits, got shape {tuple(logits.shape)}")
+    keep = target != ignore_index
+    safe_target = torch.where(keep, target, torch.zeros_like(target))
+    _check_targets(safe_target, logits.shape[1])
+    scale = keep.to(logits.dtype)
+    if reduction == "mean":
+        scale = scale / keep.sum()
+    m, log_sum = _chunked_max_and_log_sum_exp(logits)
+    return cross_entropy_grad_from_stats(logits, m, log_sum, safe_target, scale, float(label_smoothing))
+
+
+# --------------------------------------------------------------------------- helpers
+def _rows_per_chunk(logits: Tensor) -> int:
+    """Rows per block: a cache-sized block on the CPU, everything at once on a GPU."""
+    n, c = logits.shape
+    if logits.device.type != "cpu":
+        return max(n, 1)
+    return max(1, CHUNK_BYTES // (logits.element_size() * max(c, 1)))
+
+
+def _reduce(losses: Tensor, keep: Tensor, reduction: str, restore: tuple[int, ...]) -> Tensor:
+    """Apply torch's reductions: 'mean' averages over the rows not ignored."""
+    if reduction == "none":
+        return losses.reshape(restore)
+    if reduction == "sum":
+        return losses.sum()
+    return losses.sum() / keep.sum()
+
+
+def _flatten_classes(x: Tensor, target: Tensor) -> tuple[Tensor, Tensor, tuple[int, ...]]:
+    """(N, C, d1, ...) -> (N·d1·..., C) and its targets; (C,) -> (1, C). Also the loss shape."""
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+    if x.dim() == 0:
+        raise ValueError("input must have a class dimension: (C,) or (N, C, ...), got a scalar")
+    if x.dim() == 1:
+        if target.dim() != 0:
+            raise ValueError(f"unbatched input (C,) needs a scalar target, got shape {tuple(target.shape)}")
+        return x[None], target.reshape(1).long(), ()
+    if target.shape != (x.shape[0], *x.shape[2:]):
+        raise ValueError(f"input (N, C, ...) = {tuple(x.shape)} needs target (N, ...), "
+                         f"got {tuple(target.shape)}")
+    if x.dim() == 2:
+        return x, target.long(), tuple(target.shape)
+    c = x.shape[1]
+    return x.movedim(1, -1).reshape(-1, c), target.reshape(-1).long(), tuple(target.shape)
+
+
+def _check_targets(target: Tensor, n_classes: int) -> None:
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= n_classes):
+        raise ValueError(f"class indices must lie in [0, {n_classes}) or equal ignore_index, "
+                         f"got values from {int(target.min())} to {int(target.max())}")
+
+
+def _check_float(x: Tensor, name: str) -> None:
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        kind = x.dtype if isinstance(x, Tensor) else type(x).__name__
+        raise TypeError(f"{name} must be a floating-point tensor, got {kind}; convert it with .float()")
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
+
+
+def _check_smoothing(label_smoothing: float) -> None:
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing}")
