@@ -1,0 +1,230 @@
+"""Norms and distances from scratch: vector and matrix norms, power iteration, pairwise distances.
+
+Pairwise squared distances come three ways, with different memory and rounding:
+
+    broadcast  ((x[:, None] - y[None]) ** 2).sum(-1)        n*m*d numbers in flight, accurate
+    einsum     einsum('ijd,ijd->ij', diff, diff)            n*m*d (the difference only), accurate
+    gram       |x|^2 + |y|^2 - 2 x y^T                      n*m numbers, one matmul, but it
+                                                           cancels catastrophically for points
+                                                           close to each other and far from 0
+
+and `gram_safe` fixes the Gram trick: centre both sets on a common point (shrinks |x|, |y|),
+then recompute exactly the few pairs whose result is still small against their norms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+
+DISTANCE_METHODS = ("broadcast", "einsum", "gram", "gram_safe")
+
+
+def _check_tensor(x: torch.Tensor, name: str, ndim: int | None = None) -> None:
+    """Raise a one-line TypeError/ValueError unless `x` is a floating tensor of `ndim` dims."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}; call .float() first")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {tuple(x.shape)}")
+
+
+# --- Vector norms ------------------------------------------------------------------------------
+
+def vector_norm(x: torch.Tensor, p: float = 2.0, dim: int | None = None) -> torch.Tensor:
+    """The Lp norm (sum |x_i|^p)^(1/p) over `dim` (all elements if None); p = inf gives max |x_i|.
+
+    p must be >= 1 (below 1 the formula is no longer a norm: the triangle inequality fails).
+    """
+    _check_tensor(x, "x")
+    if not p >= 1:
+        raise ValueError(f"p must be >= 1 (or math.inf) for a norm, got {p}")
+    magnitudes = x.abs()
+    dims = tuple(range(x.ndim)) if dim is None else dim
+    if math.isinf(p):
+        return magnitudes.amax(dim=dims) if x.numel() else magnitudes.sum(dim=dims)
+    if p == 1:
+        return magnitudes.sum(dim=dims)
+    if p == 2:
+        return (magnitudes * magnitudes).sum(dim=dims).sqrt()
+    return (magnitudes**p).sum(dim=dims) ** (1.0 / p)
+
+
+def unit_ball_boundary(p: float, points: int = 400) -> torch.Tensor:
+    """(points, 2) points on the 2-D unit sphere of the Lp norm: {x : ||x||_p = 1}."""
+    angles = torch.linspace(0, 2 * math.pi, points, dtype=torch.float64)
+    directions = torch.stack([angles.cos(), angles.sin()], dim=1)
+    return directions / vector_norm(directions, p=p, dim=1)[:, None]
+
+
+# --- Matrix norms ------------------------------------------------------------------------------
+
+def frobenius_norm(a: torch.Tensor) -> torch.Tensor:
+    """sqrt(sum of squared entries): the L2 norm of the matrix read as one long vector."""
+    _check_tensor(a, "a", ndim=2)
+    return vector_norm(a, p=2)
+
+
+def matrix_norm_1(a: torch.Tensor) -> torch.Tensor:
+    """The norm induced by L1: the largest column sum of |a|."""
+    _check_tensor(a, "a", ndim=2)
+    return a.abs().sum(dim=0).amax()
+
+
+def matrix_norm_inf(a: torch.Tensor) -> torch.Tensor:
+    """The norm induced by L-infinity: the largest row sum of |a|."""
+    _check_tensor(a, "a", ndim=2)
+    return a.abs().sum(dim=1).amax()
+
+
+def power_iteration(a: torch.Tensor, iterations: int = 100, tol: float = 1e-7, seed: int = 0
+                    ) -> tuple[torch.Tensor, list[float]]:
+    """The spectral norm (largest singular value) of `a` by power iteration on a^T a.
+
+    v <- a^T (a v), normalised, converges to the top right singular vector; |a v| to sigma_max.
+    Stops after `iterations` steps or when sigma changes by less than `tol` (relative).
+    Returns sigma and its estimate after each step (to plot the convergence).
+    """
+    _check_tensor(a, "a", ndim=2)
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    v = torch.randn(a.shape[1], generator=generator, dtype=a.dtype).to(a.device)
+    v = v / vector_norm(v)
+    sigma = torch.zeros((), dtype=a.dtype, device=a.device)
+    history: list[float] = []
+    for _ in range(iterations):
+        av = a @ v
+        new_sigma = vector_norm(av)
+        w = a.T @ av
+        w_norm = vector_norm(w)
+        if w_norm == 0:  # a v = 0: a is zero (or v landed in its null space)
+            return new_sigma, [*history, float(new_sigma)]
+        v = w / w_norm
+        history.append(float(new_sigma))
+        converged = abs(float(new_sigma - sigma)) <= tol * float(new_sigma)
+        sigma = new_sigma
+        if converged:
+            break
+    return sigma, history
+
+
+def spectral_norm(a: torch.Tensor, iterations: int = 100, tol: float = 1e-7) -> torch.Tensor:
+    """The largest singular value of `a`, by power iteration (see `power_iteration`)."""
+    return power_iteration(a, iterations=iterations, tol=tol)[0]
+
+
+# --- Where norms appear in deep learning -------------------------------------------------------
+
+def mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error: the squared L2 norm of the residual, divided by its size."""
+    return vector_norm(prediction - target) ** 2 / prediction.numel()
+
+
+def mae(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error: the L1 norm of the residual, divided by its size."""
+    return vector_norm(prediction - target, p=1) / prediction.numel()
+
+
+def cosine_similarity(x: torch.Tensor, y: torch.Tensor, dim: int = -1, eps: float = 1e-8
+                      ) -> torch.Tensor:
+    """x . y / (|x| |y|) along `dim`; each norm is floored at `eps` as torch does."""
+    _check_tensor(x, "x")
+    _check_tensor(y, "y")
+    dot = (x * y).sum(dim=dim)
+    return dot / (vector_norm(x, dim=dim).clamp_min(eps) * vector_norm(y, dim=dim).clamp_min(eps))
+
+
+def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Scale all gradients together so that their global L2 norm is at most `max_norm`.
+
+    The global norm is the L2 norm of every gradient concatenated into one vector. Returns the
+    norm before clipping, like `torch.nn.utils.clip_grad_norm_`.
+    """
+    if max_norm <= 0:
+        raise ValueError(f"max_norm must be positive, got {max_norm}")
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    total = vector_norm(torch.stack([vector_norm(g) for g in grads]))
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale)
+    return total
+
+
+# --- Pairwise distances ------------------------------------------------------------------------
+
+def _check_points(x: torch.Tensor, y: torch.Tensor) -> None:
+    _check_tensor(x, "x", ndim=2)
+    _check_tensor(y, "y", ndim=2)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must have the same number of features, got {tuple(x.shape)} "
+                         f"and {tuple(y.shape)}")
+
+
+def sq_distances_broadcast(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """|x_i - y_j|^2 by broadcasting (n, 1, d) - (1, m, d): two (n, m, d) temporaries."""
+    _check_points(x, y)
+    return ((x[:, None, :] - y[None, :, :]) ** 2).sum(dim=-1)
+
+
+def sq_distances_einsum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """|x_i - y_j|^2 as einsum('ijd,ijd->ij') of the differences: one (n, m, d) temporary."""
+    _check_points(x, y)
+    diff = x[:, None, :] - y[None, :, :]
+    return torch.einsum("ijd,ijd->ij", diff, diff)
+
+
+def sq_distances_gram(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """|x_i|^2 + |y_j|^2 - 2 x_i . y_j: one matmul, (n, m) memory, cancellation for near pairs."""
+    _check_points(x, y)
+    x_sq = (x * x).sum(dim=1)
+    y_sq = (y * y).sum(dim=1)
+    return x_sq[:, None] + y_sq[None, :] - 2.0 * (x @ y.T)
+
+
+def sq_distances_gram_safe(x: torch.Tensor, y: torch.Tensor, risk: float = 1e-3) -> torch.Tensor:
+    """The Gram trick made safe: centre, clamp at 0, recompute at-risk pairs exactly.
+
+    1. Subtract one common point (the mean of x) from both sets: distances do not change, but
+       the norms, and with them the rounding error ~ eps * (|x|^2 + |y|^2), shrink.
+    2. A pair is at risk when its squared distance is below `risk` times |x|^2 + |y|^2 (then
+       the relative error can exceed about eps / risk); those pairs are recomputed directly.
+    3. Clamp at zero: a squared distance is never negative.
+    """
+    _check_points(x, y)
+    centre = x.mean(dim=0, keepdim=True)
+    x, y = x - centre, y - centre
+    x_sq, y_sq = (x * x).sum(dim=1), (y * y).sum(dim=1)
+    scale = x_sq[:, None] + y_sq[None, :]
+    d2 = scale - 2.0 * (x @ y.T)
+    rows, cols = torch.nonzero(d2 < risk * scale, as_tuple=True)
+    if rows.numel():
+        d2[rows, cols] = ((x[rows] - y[cols]) ** 2).sum(dim=1)
+    return d2.clamp_min_(0.0)
+
+
+SQ_DISTANCES = {"broadcast": sq_distances_broadcast, "einsum": sq_distances_einsum,
+                "gram": sq_distances_gram, "gram_safe": sq_distances_gram_safe}
+
+
+def pairwise_distances(x: torch.Tensor, y: torch.Tensor, method: str = "gram_safe",
+                       squared: bool = False) -> torch.Tensor:
+    """(n, m) Euclidean distances between the rows of x (n, d) and y (m, d), like torch.cdist."""
+    if method not in SQ_DISTANCES:
+        raise ValueError(f"unknown method {method!r}; use one of {', '.join(DISTANCE_METHODS)}")
+    d2 = SQ_DISTANCES[method](x, y)
+    return d2 if squared else d2.clamp_min(0.0).sqrt()
+
+
+def distance_memory_bytes(n: int, m: int, d: int, method: str, itemsize: int = 4) -> int:
+    """Bytes of the largest temporaries each method creates (the textbook count, not measured)."""
+    counts = {"broadcast": 2 * n * m * d + n * m, "einsum": n * m * d + n * m,
+              "gram": 2 * n * m + n + m, "gram_safe": 3 * n * m + (n + m) * d + n + m}
+    if method not in counts:
+        raise ValueError(f"unknown method {method!r}; use one of {', '.join(DISTANCE_METHODS)}")
+    return counts[method] * itemsize
