@@ -253,9 +253,12 @@ def _flatten_classes(x: Tensor, target: Tensor) -> tuple[Tensor, Tensor, tuple[i
 
 
 def _check_targets(target: Tensor, n_classes: int) -> None:
-    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= n_classes):
+    if not target.numel():
+        return
+    low, high = (int(v) for v in torch.aminmax(target))
+    if low < 0 or high >= n_classes:
         raise ValueError(f"class indices must lie in [0, {n_classes}) or equal ignore_index, "
-                         f"got values from {int(target.min())} to {int(target.max())}")
+                         f"got values from {low} to {high}")
 
 
 def _check_float(x: Tensor, name: str) -> None:

@@ -1,0 +1,98 @@
+"""Benchmark: fromscratch's fused cross-entropy against F.cross_entropy, time and peak memory."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from fromscratch import losses
+from fromscratch.bench import peak_memory_bytes, timeit
+from fromscratch.device import resolve_device
+
+FULL_SIZES = ((256, 10), (1024, 100), (4096, 1000), (1024, 32000), (8192, 32000))
+QUICK_SIZES = ((256, 10), (1024, 100), (4096, 1000))
+TARGET_SIZE = (4096, 1000)
+TARGET_RATIO = 1.5
+
+
+def interleaved_times(candidates: dict[str, Callable[[], Any]], rounds: int, repeats: int,
+                      device: torch.device) -> dict[str, list[float]]:
+    """Time the candidates in alternating rounds, so load from other processes hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for fn in candidates.values():
+        fn()  # warm-up: allocator, threads, caches
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            times[name] += timeit(fn, name, warmup=0, repeats=repeats, device=device).times
+    return times
+
+
+def forward_and_backward(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                         logits: torch.Tensor, target: torch.Tensor) -> Callable[[], None]:
+    """A call that computes the loss and its gradient with respect to the logits."""
+    leaf = logits.detach().clone().requires_grad_()
+
+    def step() -> None:
+        loss_fn(leaf, target).backward()
+        leaf.grad = None
+
+    return step
+
+
+def measure(batch: int, classes: int, dtype: torch.dtype = torch.float32, device: str = "cpu",
+            rounds: int = 5, repeats: int = 3, memory: bool = True, seed: int = 0) -> dict[str, Any]:
+    """One row of the benchmark: errors, times and peak memory of ours and torch's at one size."""
+    dev = resolve_device(device)
+    generator = torch.Generator(device=dev).manual_seed(seed)
+    logits = torch.randn(batch, classes, generator=generator, device=dev, dtype=dtype) * 3
+    target = torch.randint(0, classes, (batch,), generator=generator, device=dev)
+    ours, theirs = losses.cross_entropy(logits, target), F.cross_entropy(logits, target)
+    row: dict[str, Any] = {"batch": batch, "classes": classes, "dtype": str(dtype).removeprefix("torch."),
+                           "device": dev.type,
+                           "loss_rel_error": abs(ours.item() - theirs.item()) / abs(theirs.item())}
+    candidates = {
+        "ours_forward": lambda: losses.cross_entropy(logits, target),
+        "torch_forward": lambda: F.cross_entropy(logits, target),
+        "ours_fwd_bwd": forward_and_backward(losses.cross_entropy, logits, target),
+        "torch_fwd_bwd": forward_and_backward(F.cross_entropy, logits, target),
+    }
+    times = interleaved_times(candidates, rounds, repeats, dev)
+    for name, values in times.items():
+        row[f"{name}_s"] = statistics.median(values)
+    for step in ("forward", "fwd_bwd"):
+        row[f"ratio_{step}"] = row[f"ours_{step}_s"] / row[f"torch_{step}_s"]
+        row[f"ratio_{step}_best"] = min(times[f"ours_{step}"]) / min(times[f"torch_{step}"])
+    if memory:
+        row["ours_peak_bytes"] = peak_memory_bytes(candidates["ours_forward"], dev)
+        row["torch_peak_bytes"] = peak_memory_bytes(candidates["torch_forward"], dev)
+    return row
+
+
+def run(quick: bool = False, sizes: Sequence[tuple[int, int]] | None = None, device: str = "cpu",
+        dtype: torch.dtype = torch.float32, rounds: int | None = None) -> dict[str, Any]:
+    """Ours vs F.cross_entropy at each (batch, classes); the summary holds the ratio at (4096, 1000)."""
+    sizes = list(sizes or (QUICK_SIZES if quick else FULL_SIZES))
+    if TARGET_SIZE not in sizes:
+        sizes.append(TARGET_SIZE)
+    rounds = rounds or (3 if quick else 7)
+    rows = []
+    for batch, classes in sizes:
+        big = batch * classes >= 1 << 25
+        rows.append(measure(batch, classes, dtype, device, rounds=2 if big else rounds,
+                            repeats=1 if big else 3))
+    target = next(r for r in rows if (r["batch"], r["classes"]) == TARGET_SIZE)
+    label = f"{TARGET_SIZE[0]}x{TARGET_SIZE[1]}_{target['dtype']}_{target['device']}"
+    summary = {
+        f"ratio_forward_{label}": target["ratio_forward"],
+        f"ratio_forward_best_{label}": target["ratio_forward_best"],
+        f"ratio_fwd_bwd_{label}": target["ratio_fwd_bwd"],
+        f"peak_memory_ratio_{label}": target["ours_peak_bytes"] / max(target["torch_peak_bytes"], 1),
+        "target_ratio": TARGET_RATIO,
+        "within_target": target["ratio_forward"] <= TARGET_RATIO,
+        "max_loss_rel_error": max(r["loss_rel_error"] for r in rows),
+    }
+    return {"rows": rows, "summary": summary, "quick": quick}
