@@ -1,0 +1,323 @@
+"""Backpropagation by hand: layers with an explicit forward and backward, trained without autograd.
+
+    model = mlp(64, 50, 10)                      # Linear -> ReLU -> Linear, weights (n_in, n_out)
+    loss = CrossEntropy()
+    value = loss(model(x), y)
+    model.backward(loss.backward())              # every Parameter now holds .grad
+    sgd_step(model.parameters(), lr=0.1)
+
+The matrix forms follow from the shapes: for y = x @ W + b with x (N, n_in) and W (n_in, n_out),
+dL/dx = g @ W.T, dL/dW = x.T @ g and dL/db = g.sum(0), where g = dL/dy has y's shape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from fromscratch import losses
+
+
+# --------------------------------------------------------------------------- the functions
+def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """y = x @ w + b for x (N, n_in), w (n_in, n_out), b (n_out,)."""
+    return x @ w + b
+
+
+def linear_backward(x: Tensor, w: Tensor, grad_y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of a linear layer with respect to x, w and b, given g = dL/dy (N, n_out)."""
+    return grad_y @ w.T, x.T @ grad_y, grad_y.sum(0)
+
+
+def relu(x: Tensor) -> Tensor:
+    """max(x, 0) elementwise."""
+    return x.clamp_min(0.0)
+
+
+def relu_backward(x: Tensor, grad_y: Tensor) -> Tensor:
+    """The ReLU's Jacobian is diagonal: 1 where x > 0, else 0 (the subgradient torch uses at 0)."""
+    return grad_y * (x > 0).to(grad_y.dtype)
+
+
+def mse(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean of the squared errors over every element."""
+    return ((pred - target) ** 2).mean()
+
+
+def mse_backward(pred: Tensor, target: Tensor) -> Tensor:
+    """d mse / d pred = 2 (pred - target) / number of elements."""
+    return 2.0 * (pred - target) / pred.numel()
+
+
+# --------------------------------------------------------------------------- the classes
+@dataclass(eq=False)
+class Parameter:
+    """A trainable tensor and the gradient the last backward pass left in it."""
+
+    data: Tensor
+    name: str = ""
+    grad: Tensor | None = None
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.data.shape
+
+
+class Module:
+    """A layer: __call__ remembers inputs and output, backward(grad_output) returns dL/d(input).
+
+    Subclasses define forward(*inputs) and backward(grad_output); a backward also stores the
+    gradients of the layer's parameters in their `.grad` (overwriting, not accumulating).
+    """
+
+    inputs: tuple[Tensor, ...] = ()
+    output: Tensor | None = None
+
+    def __call__(self, *inputs: Tensor) -> Tensor:
+        self.inputs = inputs
+        self.output = self.forward(*inputs)
+        return self.output
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def parameters(self) -> list[Parameter]:
+        return []
+
+    def _needs_forward(self) -> None:
+        if not self.inputs:
+            raise RuntimeError(f"{type(self).__name__}.backward called before a forward pass; "
+                               "call the module on an input first")
+
+
+class Linear(Module):
+    """y = x @ W + b, W of shape (n_in, n_out) and He-initialised for the ReLU that follows."""
+
+    def __init__(self, n_in: int, n_out: int, *, generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float32, gain: float = math.sqrt(2.0)) -> None:
+        if n_in < 1 or n_out < 1:
+            raise ValueError(f"Linear needs positive sizes, got n_in={n_in}, n_out={n_out}")
+        weight = torch.randn(n_in, n_out, generator=generator, dtype=dtype) * (gain / math.sqrt(n_in))
+        self.weight = Parameter(weight, "weight")
+        self.bias = Parameter(torch.zeros(n_out, dtype=dtype), "bias")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 2 or x.shape[1] != self.weight.shape[0]:
+            raise ValueError(f"Linear({self.weight.shape[0]}, {self.weight.shape[1]}) takes (N, "
+                             f"{self.weight.shape[0]}) inputs, got {tuple(x.shape)}")
+        return linear(x, self.weight.data, self.bias.data)
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        self._needs_forward()
+        grad_x, self.weight.grad, self.bias.grad = linear_backward(self.inputs[0], self.weight.data,
+                                                                   grad_output)
+        return grad_x
+
+    def parameters(self) -> list[Parameter]:
+        return [self.weight, self.bias]
+
+    def __repr__(self) -> str:
+        return f"Linear({self.weight.shape[0]}, {self.weight.shape[1]})"
+
+
+class ReLU(Module):
+    """max(x, 0)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return relu(x)
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        self._needs_forward()
+        return relu_backward(self.inputs[0], grad_output)
+
+    def __repr__(self) -> str:
+        return "ReLU()"
+
+
+class MSE(Module):
+    """Mean squared error between predictions and targets of the same shape."""
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        if pred.shape != target.shape:
+            raise ValueError(f"MSE needs pred and target of one shape, got {tuple(pred.shape)} and "
+                             f"{tuple(target.shape)}; one-hot encode class labels first")
+        return mse(pred, target)
+
+    def backward(self, grad_output: Tensor | float = 1.0) -> Tensor:
+        self._needs_forward()
+        return mse_backward(*self.inputs) * grad_output
+
+
+class CrossEntropy(Module):
+    """Mean cross-entropy of logits (N, C) against class indices; backward is softmax - one_hot."""
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        with torch.no_grad():
+            return losses.cross_entropy(logits, target)
+
+    def backward(self, grad_output: Tensor | float = 1.0) -> Tensor:
+        self._needs_forward()
+        return losses.cross_entropy_grad(*self.inputs) * grad_output
+
+
+class Sequential(Module):
+    """Layers applied in order; backward runs them in reverse, each passing dL/d(its input) on."""
+
+    def __init__(self, *layers: Module) -> None:
+        self.layers = list(layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        self._needs_forward()
+        for layer in reversed(self.layers):
+            grad_output = layer.backward(grad_output)
+        return grad_output
+
+    def parameters(self) -> list[Parameter]:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        for index, layer in enumerate(self.layers):
+            for p in layer.parameters():
+                yield f"{index}.{p.name}", p
+
+    def __repr__(self) -> str:
+        return "Sequential(" + ", ".join(map(repr, self.layers)) + ")"
+
+
+def mlp(n_in: int, n_hidden: int, n_out: int, *, seed: int = 0, dtype: torch.dtype = torch.float32
+        ) -> Sequential:
+    """Linear -> ReLU -> Linear; the last layer has gain 1 (nothing rectifies its output)."""
+    generator = torch.Generator().manual_seed(seed)
+    return Sequential(Linear(n_in, n_hidden, generator=generator, dtype=dtype), ReLU(),
+                      Linear(n_hidden, n_out, generator=generator, dtype=dtype, gain=1.0))
+
+
+def to_torch(model: Sequential) -> nn.Sequential:
+    """The same network as torch.nn modules with the same weights (torch stores W transposed)."""
+    layers: list[nn.Module] = []
+    for layer in model.layers:
+        if isinstance(layer, Linear):
+            n_in, n_out = layer.weight.shape
+            torch_layer = nn.Linear(n_in, n_out, dtype=layer.weight.data.dtype)
+            with torch.no_grad():
+                torch_layer.weight.copy_(layer.weight.data.T)
+                torch_layer.bias.copy_(layer.bias.data)
+            layers.append(torch_layer)
+        elif isinstance(layer, ReLU):
+            layers.append(nn.ReLU())
+        else:
+            raise TypeError(f"to_torch knows Linear and ReLU, not {type(layer).__name__}")
+    return nn.Sequential(*layers)
+
+
+# --------------------------------------------------------------------------- training and checks
+def sgd_step(parameters: Sequence[Parameter], lr: float) -> None:
+    """p <- p - lr * p.grad for every parameter that has a gradient."""
+    for p in parameters:
+        if p.grad is not None:
+            p.data -= lr * p.grad
+
+
+def batches(n: int, batch_size: int, epochs: int, seed: int = 0) -> Iterator[Tensor]:
+    """Index tensors of shuffled mini-batches, the same sequence for the same seed."""
+    if batch_size < 1 or epochs < 0:
+        raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size}, {epochs}")
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        yield from order.split(batch_size)
+
+
+def train_by_hand(model: Sequential, loss_fn: Module, x: Tensor, y: Tensor, *, lr: float,
+                  epochs: int, batch_size: int, seed: int = 0) -> list[float]:
+    """Mini-batch SGD with the hand-written backward pass; the loss of every step."""
+    history = []
+    for index in batches(len(x), batch_size, epochs, seed):
+        value = loss_fn(model(x[index]), y[index])
+        model.backward(loss_fn.backward())
+        sgd_step(model.parameters(), lr)
+        history.append(value.item())
+    return history
+
+
+def train_with_autograd(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor,
+                        y: Tensor, *, lr: float, epochs: int, batch_size: int, seed: int = 0
+                        ) -> list[float]:
+    """The same loop with torch's autograd and torch.optim.SGD: the reference."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    history = []
+    for index in batches(len(x), batch_size, epochs, seed):
+        value = loss_fn(model(x[index]), y[index])
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+        history.append(value.item())
+    return history
+
+
+def max_relative_error(ours: Tensor, reference: Tensor) -> float:
+    """max |ours - reference| / max |reference|: the error on the scale of the tensor."""
+    scale = reference.abs().max().item()
+    return (ours - reference).abs().max().item() / (scale if scale > 0 else 1.0)
+
+
+def compare_with_autograd(model: Sequential, loss_fn: Module, x: Tensor, y: Tensor) -> list[dict]:
+    """Gradients of every parameter and of the input, by hand and by autograd, and their errors."""
+    value = loss_fn(model(x), y)
+    grad_x = model.backward(loss_fn.backward())
+    torch_model = to_torch(model)
+    x_leaf = x.detach().clone().requires_grad_()
+    out = torch_model(x_leaf)
+    torch_loss = (nn.functional.mse_loss(out, y) if isinstance(loss_fn, MSE)
+                  else nn.functional.cross_entropy(out, y))
+    torch_loss.backward()
+    rows = [{"tensor": "loss", "shape": "()", "max_abs_error": abs(value.item() - torch_loss.item()),
+             "max_rel_error": abs(value.item() - torch_loss.item()) / abs(torch_loss.item())}]
+    torch_grads = {}
+    for index, layer in enumerate(torch_model):
+        if isinstance(layer, nn.Linear):
+            torch_grads[f"{index}.weight"] = layer.weight.grad.T
+            torch_grads[f"{index}.bias"] = layer.bias.grad
+    pairs = [(name, p.grad, torch_grads[name]) for name, p in model.named_parameters()]
+    pairs.append(("input", grad_x, x_leaf.grad))
+    for name, ours, reference in pairs:
+        rows.append({"tensor": name, "shape": str(tuple(ours.shape)),
+                     "max_abs_error": (ours - reference).abs().max().item(),
+                     "max_rel_error": max_relative_error(ours, reference)})
+    return rows
+
+
+def finite_difference_grad(fn: Callable[[], Tensor], tensor: Tensor, eps: float = 1e-6) -> Tensor:
+    """Central differences (f(t + eps) - f(t - eps)) / 2 eps for every element of `tensor`, in place.
+
+    `fn` recomputes the scalar loss from the current values of `tensor`; use float64, where
+    the truncation error eps² and the rounding error 1e-16/eps are both around 1e-10.
+    """
+    grad = torch.empty_like(tensor)
+    flat, flat_grad = tensor.view(-1), grad.view(-1)
+    for i in range(flat.numel()):
+        saved = flat[i].item()
+        flat[i] = saved + eps
+        plus = fn().item()
+        flat[i] = saved - eps
+        minus = fn().item()
+        flat[i] = saved
+        flat_grad[i] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def accuracy(logits: Tensor, target: Tensor) -> float:
+    """Fraction of rows whose largest logit is the target class."""
+    return (logits.argmax(1) == target).float().mean().item()
