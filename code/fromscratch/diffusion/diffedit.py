@@ -1,0 +1,336 @@
+"""DiffEdit (Couairon et al. 2023): edit an image from text, with a mask the model finds by itself.
+
+Three steps, each a function that takes the Stable Diffusion parts (`SDParts`) as its first argument,
+so the same code runs the mini SD offline and the real SD v1-4 on a GPU:
+
+1. `generate_mask`: noise the input to 50%, predict the noise under the reference text R and the
+   query text Q, and keep where they disagree.
+2. `invert`: DDIM inversion of the input to the encoding ratio r with the unconditional model
+   (or `add_noise`, plain forward diffusion, for the ablation).
+3. `decode`: DDIM decoding conditioned on Q with classifier-free guidance; outside the mask the latent
+   is replaced at every step by the inverted latent of the same timestep.
+
+`diffedit` chains them. Everything is batched: one prompt pair per image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+Parts = Any  # fromscratch.diffusion.parts.SDParts (duck-typed: unet, scheduler, encode_text, ...)
+
+
+# ----------------------------------------------------------------------------- checks
+
+def check_fraction(value: float, name: str, low_open: bool = False) -> float:
+    """`value` as a float in [0, 1] (or (0, 1] with `low_open`), else a one-line ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    ok = (0 < value <= 1) if low_open else (0 <= value <= 1)
+    if not ok:
+        interval = "(0, 1]" if low_open else "[0, 1]"
+        raise ValueError(f"{name} must be in {interval}, got {value}")
+    return float(value)
+
+
+def check_images(parts: Parts, images: torch.Tensor) -> torch.Tensor:
+    """Images (B, 3, S, S) in [-1, 1] with S = parts.image_size, else a one-line error."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor (B, 3, H, W) in [-1, 1], got {type(images).__name__}")
+    if images.ndim == 3:
+        images = images[None]
+    size = parts.image_size
+    if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[-2:]) != (size, size):
+        raise ValueError(f"images must have shape (B, 3, {size}, {size}) for this model, got "
+                         f"{tuple(images.shape)}; resize them to {size}x{size} first")
+    return images
+
+
+def check_latents(parts: Parts, latents: torch.Tensor) -> torch.Tensor:
+    """Latents of the shape the UNet expects, else a one-line error."""
+    expected = tuple(parts.latent_shape(latents.shape[0]))
+    if tuple(latents.shape) != expected:
+        raise ValueError(f"latents must have shape {expected} for this model, got {tuple(latents.shape)}")
+    return latents
+
+
+def as_prompts(prompts: str | list[str], batch: int, name: str) -> list[str]:
+    """One prompt per image: a string is repeated, a list must have one entry per image."""
+    if isinstance(prompts, str):
+        return [prompts] * batch
+    prompts = list(prompts)
+    if len(prompts) != batch:
+        raise ValueError(f"{name} has {len(prompts)} prompts for {batch} images; give one per image")
+    return prompts
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+def edit_timesteps(parts: Parts, num_steps: int, strength: float) -> torch.Tensor:
+    """DDIM timesteps (descending) of an edit that starts at `strength` of the way to pure noise.
+
+    Same rule as diffusers' img2img and DiffEdit pipelines: the last int(num_steps * strength) of
+    the `num_steps` DDIM timesteps.
+    """
+    strength = check_fraction(strength, "strength", low_open=True)
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+    parts.scheduler.set_timesteps(num_steps)
+    count = min(int(num_steps * strength), num_steps)
+    if count == 0:
+        raise ValueError(f"strength {strength} with {num_steps} steps leaves no step; raise one of them")
+    return parts.scheduler.timesteps[num_steps - count:]
+
+
+def alpha_bar(parts: Parts, timestep: int) -> torch.Tensor:
+    """Cumulative signal fraction of `timestep`; negative timesteps mean 'clean' (DDIM's final alpha)."""
+    scheduler = parts.scheduler
+    if timestep < 0:
+        return torch.as_tensor(scheduler.final_alpha_cumprod, dtype=torch.float64)
+    return scheduler.alphas_cumprod[int(timestep)].to(torch.float64)
+
+
+def previous_timestep(parts: Parts, timestep: int) -> int:
+    """The next-less-noisy DDIM timestep (negative: the clean end)."""
+    scheduler = parts.scheduler
+    return int(timestep) - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+
+
+def ddim_move(latents: torch.Tensor, eps: torch.Tensor, alpha_from: torch.Tensor,
+              alpha_to: torch.Tensor) -> torch.Tensor:
+    """One deterministic DDIM step (eta = 0) from noise level `alpha_from` to `alpha_to`, either way.
+
+    x0 = (x - sqrt(1 - a_from) eps) / sqrt(a_from);  x' = sqrt(a_to) x0 + sqrt(1 - a_to) eps.
+    """
+    alpha_from, alpha_to = float(alpha_from), float(alpha_to)
+    x0 = (latents - (1 - alpha_from) ** 0.5 * eps) / alpha_from ** 0.5
+    return alpha_to ** 0.5 * x0 + (1 - alpha_to) ** 0.5 * eps
+
+
+def predict_noise(parts: Parts, latents: torch.Tensor, timestep: int | torch.Tensor,
+                  context: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """eps_theta(latents, t, context), in chunks of `batch_size` images to bound memory."""
+    if parts.scheduler.config.prediction_type != "epsilon":
+        raise ValueError(f"DiffEdit here needs an epsilon-prediction model, this one predicts "
+                         f"{parts.scheduler.config.prediction_type!r}")
+    unet = parts.unet
+    latents = latents.to(parts.device, parts.dtype)
+    context = context.to(parts.device, parts.dtype)
+    t = torch.as_tensor(timestep, device=parts.device)
+    step = batch_size or latents.shape[0]
+    outputs = [unet(latents[i:i + step], t, encoder_hidden_states=context[i:i + step]).sample
+               for i in range(0, latents.shape[0], step)]
+    return torch.cat(outputs).float()
+
+
+def embed(parts: Parts, *prompt_lists: list[str]) -> list[torch.Tensor]:
+    """Text embeddings of several prompt lists, encoded in one call so they share a length."""
+    flat = [p for prompts in prompt_lists for p in prompts]
+    embeddings = parts.encode_text(flat)
+    out, start = [], 0
+    for prompts in prompt_lists:
+        out.append(embeddings[start:start + len(prompts)])
+        start += len(prompts)
+    return out
+
+
+def encode(parts: Parts, images: torch.Tensor) -> torch.Tensor:
+    """Latents of images in [-1, 1] (checked for size)."""
+    images = check_images(parts, images)
+    with torch.no_grad():
+        return parts.encode_images(images.to(parts.device, parts.dtype)).float()
+
+
+# ----------------------------------------------------------------------------- step 1: the mask
+
+@dataclass
+class MaskStages:
+    """Every stage of the mask, for pictures: all (B, h, w) at latent resolution."""
+
+    difference: torch.Tensor  # mean over draws and channels of |eps_Q - eps_R|
+    clipped: torch.Tensor  # extremes removed: clamped at clip_ratio * the image's mean difference
+    scaled: torch.Tensor  # rescaled to [0, 1]
+    mask: torch.Tensor  # scaled > threshold, as 0./1.
+    timestep: int  # the timestep the input was noised to
+
+
+@torch.no_grad()
+def generate_mask(parts: Parts, latents: torch.Tensor, reference: str | list[str], query: str | list[str],
+                  num_draws: int = 10, strength: float = 0.5, threshold: float = 0.5,
+                  clip_ratio: float = 3.0, num_steps: int = 50, noise: torch.Tensor | None = None,
+                  generator: torch.Generator | None = None, batch_size: int | None = None) -> MaskStages:
+    """DiffEdit step 1: where do the noise predictions under R and under Q disagree?
+
+    The input latent is noised to `strength` (n = `num_draws` noise draws per image, or the given
+    `noise` of shape (B * n, C, h, w), image-major); the UNet predicts the noise under R and under Q;
+    |eps_Q - eps_R| is averaged over draws and channels, clamped at `clip_ratio` times its mean
+    (removes extremes, as diffusers does), divided by that clamp (rescale to [0, 1]) and thresholded.
+    """
+    threshold = check_fraction(threshold, "threshold")
+    check_latents(parts, latents)
+    if not isinstance(num_draws, int) or num_draws < 1:
+        raise ValueError(f"num_draws must be a positive integer, got {num_draws!r}")
+    if clip_ratio <= 0:
+        raise ValueError(f"clip_ratio must be positive, got {clip_ratio}")
+    batch = latents.shape[0]
+    reference = as_prompts(reference, batch, "reference")
+    query = as_prompts(query, batch, "query")
+    timestep = int(edit_timesteps(parts, num_steps, strength)[0])
+
+    repeated = latents.float().repeat_interleave(num_draws, dim=0)
+    if noise is None:
+        noise = torch.randn(repeated.shape, generator=generator)
+    if tuple(noise.shape) != tuple(repeated.shape):
+        raise ValueError(f"noise must have shape {tuple(repeated.shape)} (images x draws), "
+                         f"got {tuple(noise.shape)}")
+    noisy = parts.scheduler.add_noise(repeated, noise.to(repeated), torch.tensor([timestep]))
+    ref_context, query_context = embed(parts, reference, query)
+    context = torch.cat([ref_context.repeat_interleave(num_draws, 0),
+                         query_context.repeat_interleave(num_draws, 0)])
+    eps = predict_noise(parts, torch.cat([noisy, noisy]), timestep, context, batch_size)
+    eps_ref, eps_query = eps.chunk(2)
+
+    size = eps.shape[-3:]
+    difference = (eps_query - eps_ref).abs().reshape(batch, num_draws, *size).mean(dim=(1, 2))
+    limit = difference.mean(dim=(1, 2), keepdim=True) * clip_ratio
+    clipped = torch.minimum(difference, limit)
+    scaled = clipped / limit
+    mask = (scaled > threshold).float()
+    return MaskStages(difference.cpu(), clipped.cpu(), scaled.cpu(), mask.cpu(), timestep)
+
+
+# ----------------------------------------------------------------------------- step 2: encoding
+
+@torch.no_grad()
+def invert(parts: Parts, latents: torch.Tensor, strength: float = 0.5, num_steps: int = 50,
+           prompt: str | list[str] = "", batch_size: int | None = None) -> torch.Tensor:
+    """DiffEdit step 2: DDIM inversion (unconditional by default) up to the encoding ratio `strength`.
+
+    Returns the trajectory (K + 1, B, C, h, w) in order of increasing noise: [0] is the input, [k] the
+    latent at the k-th smallest of the edit's K timesteps, [K] the starting point of decoding.
+    Each step runs the DDIM update backwards with the noise predicted at the target timestep
+    (the convention of diffusers' DDIMInverseScheduler).
+    """
+    check_latents(parts, latents)
+    timesteps = edit_timesteps(parts, num_steps, strength).flip(0)  # ascending
+    (context,) = embed(parts, as_prompts(prompt, latents.shape[0], "prompt"))
+    x = latents.float().to(parts.device)
+    trajectory = [x]
+    for t in timesteps.tolist():
+        eps = predict_noise(parts, x, t, context, batch_size)
+        x = ddim_move(x, eps, alpha_bar(parts, previous_timestep(parts, t)), alpha_bar(parts, t))
+        trajectory.append(x)
+    return torch.stack(trajectory)
+
+
+def add_noise(parts: Parts, latents: torch.Tensor, strength: float = 0.5, num_steps: int = 50,
+              noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The ablation's encoding: forward diffusion q(x_t | x_0) with one noise draw, at every edit timestep.
+
+    Same layout as `invert`'s trajectory, so `decode` takes either.
+    """
+    check_latents(parts, latents)
+    timesteps = edit_timesteps(parts, num_steps, strength).flip(0)
+    x = latents.float()
+    if noise is None:
+        noise = torch.randn(x.shape, generator=generator)
+    noise = noise.to(x)
+    levels = [x] + [parts.scheduler.add_noise(x, noise, torch.tensor([t])) for t in timesteps.tolist()]
+    return torch.stack(levels)
+
+
+# ----------------------------------------------------------------------------- step 3: decoding
+
+@torch.no_grad()
+def decode(parts: Parts, trajectory: torch.Tensor, query: str | list[str], mask: torch.Tensor | None = None,
+           guidance_scale: float = 7.5, num_steps: int = 50, strength: float = 0.5,
+           batch_size: int | None = None, return_steps: bool = False) -> torch.Tensor | tuple:
+    """DiffEdit step 3: DDIM decoding from trajectory[-1] conditioned on Q, with mask guidance.
+
+    After every step, outside the mask (mask = 0) the latent is replaced by the encoded latent of the
+    same timestep, trajectory[k]; the last step lands on the input itself. `mask=None` decodes freely
+    (SDEdit, or "encoding only"). guidance_scale 1 means no classifier-free guidance (one UNet call).
+    Returns the edited latents (and, with `return_steps`, the latent after every step).
+    """
+    timesteps = edit_timesteps(parts, num_steps, strength)
+    if trajectory.shape[0] != len(timesteps) + 1:
+        raise ValueError(f"trajectory has {trajectory.shape[0]} levels, the edit needs {len(timesteps) + 1}: "
+                         "use the same num_steps and strength for encoding and decoding")
+    batch = trajectory.shape[1]
+    query = as_prompts(query, batch, "query")
+    use_cfg = guidance_scale != 1
+    uncond, cond = embed(parts, [""] * batch, query)
+    context = torch.cat([uncond, cond]) if use_cfg else cond
+    if mask is not None:
+        mask = mask.float().to(parts.device)
+        mask = mask[:, None] if mask.ndim == 3 else mask
+        if mask.shape[0] != batch or tuple(mask.shape[-2:]) != tuple(trajectory.shape[-2:]):
+            raise ValueError(f"mask must be (B, h, w) = ({batch}, {trajectory.shape[-2]}, "
+                             f"{trajectory.shape[-1]}), got {tuple(mask.shape)}")
+    x = trajectory[-1].float().to(parts.device)
+    steps = []
+    for i, t in enumerate(timesteps.tolist()):
+        model_input = torch.cat([x, x]) if use_cfg else x
+        eps = predict_noise(parts, model_input, t, context, batch_size)
+        if use_cfg:
+            eps_uncond, eps_cond = eps.chunk(2)
+            eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+        x = ddim_move(x, eps, alpha_bar(parts, t), alpha_bar(parts, previous_timestep(parts, t)))
+        if mask is not None:
+            level = trajectory[len(timesteps) - 1 - i].to(x)
+            x = mask * x + (1 - mask) * level
+        if return_steps:
+            steps.append(x.cpu())
+    return (x, torch.stack(steps)) if return_steps else x
+
+
+# ----------------------------------------------------------------------------- all together
+
+@dataclass
+class EditResult:
+    """What `diffedit` produced: the edited images and what led to them."""
+
+    images: torch.Tensor  # (B, 3, S, S) in [-1, 1]
+    latents: torch.Tensor
+    mask: MaskStages | None
+    trajectory: torch.Tensor
+
+
+def upsample_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """A latent-resolution (B, h, w) map to (B, size, size) by bilinear interpolation."""
+    return F.interpolate(mask[:, None].float(), size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+
+
+@torch.no_grad()
+def diffedit(parts: Parts, images: torch.Tensor, reference: str | list[str], query: str | list[str],
+             strength: float = 0.5, num_steps: int = 50, guidance_scale: float = 7.5,
+             use_mask: bool = True, encoding: str = "ddim", num_draws: int = 10, threshold: float = 0.5,
+             mask_strength: float = 0.5, generator: torch.Generator | None = None,
+             batch_size: int | None = None) -> EditResult:
+    """Edit `images` from `reference` to `query`: mask, encode, decode with mask guidance.
+
+    `use_mask=False` and `encoding="noise"` give the paper's ablations (SDEdit is both).
+    """
+    if encoding not in ("ddim", "noise"):
+        raise ValueError(f"encoding must be 'ddim' (DDIM inversion) or 'noise' (SDEdit-style), "
+                         f"got {encoding!r}")
+    threshold = check_fraction(threshold, "threshold")
+    strength = check_fraction(strength, "strength", low_open=True)
+    latents = encode(parts, images)
+    stages = None
+    if use_mask:
+        stages = generate_mask(parts, latents, reference, query, num_draws=num_draws, strength=mask_strength,
+                               threshold=threshold, num_steps=num_steps, generator=generator,
+                               batch_size=batch_size)
+    if encoding == "ddim":
+        trajectory = invert(parts, latents, strength, num_steps, batch_size=batch_size)
+    else:
+        trajectory = add_noise(parts, latents, strength, num_steps, generator=generator)
+    edited = decode(parts, trajectory, query, stages.mask if stages else None, guidance_scale, num_steps,
+                    strength, batch_size)
+    out = parts.decode_latents(edited.to(parts.device, parts.dtype)).float().clamp(-1, 1).cpu()
+    return EditResult(out, edited.cpu(), stages, trajectory.cpu())

@@ -1,0 +1,178 @@
+"""DiffEdit's three steps on the tiny random SD, checked against diffusers' DiffEdit pipeline."""
+
+import pytest
+import torch
+from diffusers import DDIMInverseScheduler, DDIMScheduler, StableDiffusionDiffEditPipeline
+from fromscratch.diffusion import diffedit as de
+from fromscratch.diffusion.parts import load_parts
+from fromscratch.diffusion.testing import make_tiny_sd
+
+# relative L2 error of DDIM inversion -> decoding ("" prompt, no guidance), 20 steps, r = 0.5, on
+# unit-variance latents: what remains is DDIM's approximation eps(x_{t-1}, t) ~ eps(x_t, t), large for a
+# random UNet
+RECONSTRUCTION_BOUND = 0.06
+PAIRS = [("a red circle", "a blue circle"), ("a square", "a triangle")]
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    folder = make_tiny_sd(tmp_path_factory.mktemp("tiny") / "tiny-sd")
+    return load_parts(str(folder), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def pipe(parts):
+    pipeline = StableDiffusionDiffEditPipeline(
+        vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer, unet=parts.unet,
+        scheduler=DDIMScheduler.from_config(parts.scheduler.config), safety_checker=None,
+        feature_extractor=None, inverse_scheduler=DDIMInverseScheduler.from_config(parts.scheduler.config),
+        requires_safety_checker=False)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+@pytest.fixture(scope="module")
+def latents(parts):
+    images = torch.rand(2, 3, parts.image_size, parts.image_size, generator=torch.Generator().manual_seed(0))
+    return de.encode(parts, images * 2 - 1)
+
+
+def iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.bool(), b.bool()
+    return ((a & b).sum() / (a | b).sum().clamp(min=1)).item()
+
+
+def test_mask_agrees_with_diffusers(parts, pipe, latents):
+    for index, (reference, query) in enumerate(PAIRS):
+        noise = torch.randn(4, *latents.shape[1:], generator=torch.Generator().manual_seed(index))
+        ours = de.generate_mask(parts, latents[index:index + 1], reference, query, num_draws=4, noise=noise)
+        # diffusers' generate_mask needs guidance > 1 (it unpacks encode_prompt's pair in reverse order);
+        # the mask does not depend on the scale: both maps scale by |1 - s| and the clamp divides it out
+        theirs = pipe.generate_mask(image=latents[index:index + 1], source_prompt=reference,
+                                    target_prompt=query, num_maps_per_mask=4, output_type="np",
+                                    generator=torch.Generator().manual_seed(index))
+        score = iou(ours.mask[0], torch.as_tensor(theirs[0]))
+        print(f"mask IoU vs diffusers ({reference!r} -> {query!r}): {score:.4f}, "
+              f"mask covers {ours.mask.mean():.3f}")
+        assert score >= 0.95
+
+
+def test_mask_stages(parts, latents):
+    stages = de.generate_mask(parts, latents, [p[0] for p in PAIRS], [p[1] for p in PAIRS], num_draws=3,
+                              threshold=0.3, generator=torch.Generator().manual_seed(0))
+    h = latents.shape[-1]
+    for stage in (stages.difference, stages.clipped, stages.scaled, stages.mask):
+        assert stage.shape == (2, h, h)
+    assert (stages.clipped <= stages.difference + 1e-7).all()
+    assert stages.scaled.min() >= 0 and stages.scaled.max() <= 1
+    assert torch.equal(stages.mask, (stages.scaled > 0.3).float())
+    same = de.generate_mask(parts, latents[:1], "a square", "a square", num_draws=2)
+    assert same.difference.abs().max() < 1e-5  # R = Q: nothing to edit
+
+
+def test_ddim_move_is_ddim_step(parts):
+    scheduler = DDIMScheduler.from_config(parts.scheduler.config)
+    scheduler.set_timesteps(20)
+    x, eps = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    for t in (951, 501, 1):
+        expected = scheduler.step(eps, t, x).prev_sample
+        parts.scheduler.set_timesteps(20)
+        previous = de.previous_timestep(parts, t)
+        ours = de.ddim_move(x, eps, de.alpha_bar(parts, t), de.alpha_bar(parts, previous))
+        torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_inversion_matches_diffusers(parts, pipe, latents):
+    trajectory = de.invert(parts, latents[:1], strength=0.6, num_steps=20)
+    theirs = pipe.invert(image=latents[:1], prompt="", guidance_scale=1.0, inpaint_strength=0.6,
+                         num_inference_steps=20).latents  # (1, K, C, h, w), most noisy first
+    assert trajectory.shape[0] == theirs.shape[1] + 1 == 13
+    error = (trajectory[1:, 0] - theirs[0].flip(0)).abs().max().item()
+    print(f"inversion vs diffusers invert: max abs difference {error:.2e}")
+    assert error < 1e-4
+    assert torch.equal(trajectory[0], latents[:1])
+
+
+def test_inversion_then_decoding_reconstructs(parts):
+    latents = torch.randn(2, *parts.latent_shape(1)[1:], generator=torch.Generator().manual_seed(0))
+    trajectory = de.invert(parts, latents, strength=0.5, num_steps=20)
+    rebuilt = de.decode(parts, trajectory, "", guidance_scale=1.0, num_steps=20, strength=0.5)
+    relative = ((rebuilt - latents).norm() / latents.norm()).item()
+    noised = de.add_noise(parts, latents, 0.5, 20, generator=torch.Generator().manual_seed(0))
+    from_noise = de.decode(parts, noised, "", guidance_scale=1.0, num_steps=20, strength=0.5)
+    baseline = ((from_noise - latents).norm() / latents.norm()).item()
+    print(f"reconstruction: relative error {relative:.2e} after DDIM inversion, {baseline:.2e} after noising"
+          f" (bound {RECONSTRUCTION_BOUND})")
+    assert relative < RECONSTRUCTION_BOUND
+    assert relative < baseline / 5
+
+
+def test_unmasked_decoding_matches_diffusers(parts, pipe, latents):
+    trajectory = de.invert(parts, latents[:1], strength=0.5, num_steps=10)
+    ours = de.decode(parts, trajectory, "a blue circle", guidance_scale=5.0, num_steps=10, strength=0.5)
+    ones = torch.ones(1, 1, *latents.shape[-2:])
+    inverted = trajectory[1:].flip(0).transpose(0, 1)  # diffusers' layout: (B, K, ...), most noisy first
+    theirs = pipe(prompt="a blue circle", mask_image=ones, image_latents=inverted, inpaint_strength=0.5,
+                  num_inference_steps=10, guidance_scale=5.0, output_type="latent").images
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_mask_guidance_keeps_the_background(parts, latents):
+    trajectory = de.invert(parts, latents, strength=0.5, num_steps=10)
+    mask = torch.zeros(2, *latents.shape[-2:])
+    mask[:, 4:10, 4:10] = 1
+    edited, steps = de.decode(parts, trajectory, "a triangle", mask, 5.0, 10, 0.5, return_steps=True)
+    outside = mask[:, None].expand_as(edited) == 0
+    assert torch.equal(edited[outside], latents[outside])
+    assert not torch.allclose(edited[~outside], latents[~outside])
+    assert steps.shape[0] == 5
+    for k in range(5):  # after step k the background is the inverted latent of the same noise level
+        assert torch.equal(steps[k][outside], trajectory[4 - k][outside])
+
+
+def test_add_noise_layout(parts, latents):
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(1))
+    levels = de.add_noise(parts, latents, 0.5, 10, noise=noise)
+    timesteps = de.edit_timesteps(parts, 10, 0.5)
+    assert levels.shape[0] == len(timesteps) + 1
+    expected = parts.scheduler.add_noise(latents, noise, timesteps[:1])
+    torch.testing.assert_close(levels[-1], expected)
+
+
+def test_diffedit_end_to_end(parts):
+    images = torch.rand(2, 3, parts.image_size, parts.image_size) * 2 - 1
+    for use_mask, encoding in ((True, "ddim"), (False, "noise")):
+        result = de.diffedit(parts, images, ["a red circle", "a square"], ["a blue circle", "a triangle"],
+                             num_steps=10, num_draws=2, guidance_scale=3.0, use_mask=use_mask,
+                             encoding=encoding, generator=torch.Generator().manual_seed(0))
+        assert result.images.shape == images.shape
+        assert result.images.abs().max() <= 1
+        assert (result.mask is not None) == use_mask
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.5])
+def test_bad_threshold(parts, latents, threshold):
+    with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
+        de.generate_mask(parts, latents, "a", "b", threshold=threshold)
+
+
+@pytest.mark.parametrize("strength", [0, -0.5, 1.5])
+def test_bad_strength(parts, latents, strength):
+    with pytest.raises(ValueError, match=r"strength must be in \(0, 1\]"):
+        de.invert(parts, latents, strength=strength)
+    with pytest.raises(ValueError, match=r"strength must be in \(0, 1\]"):
+        de.generate_mask(parts, latents, "a", "b", strength=strength)
+
+
+def test_bad_image_size(parts):
+    with pytest.raises(ValueError, match=r"images must have shape \(B, 3, 32, 32\)"):
+        de.diffedit(parts, torch.zeros(1, 3, 48, 48), "a", "b")
+    with pytest.raises(ValueError, match="latents must have shape"):
+        de.invert(parts, torch.zeros(1, 4, 8, 8))
+
+
+def test_bad_prompts_and_encoding(parts, latents):
+    with pytest.raises(ValueError, match="one per image"):
+        de.generate_mask(parts, latents, ["a"], "b")
+    with pytest.raises(ValueError, match="encoding must be"):
+        de.diffedit(parts, torch.zeros(1, 3, 32, 32), "a", "b", encoding="magic")
