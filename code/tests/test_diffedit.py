@@ -73,12 +73,12 @@ def test_mask_stages(parts, latents):
 def test_ddim_move_is_ddim_step(parts):
     scheduler = DDIMScheduler.from_config(parts.scheduler.config)
     scheduler.set_timesteps(20)
+    schedule = de.edit_schedule(parts, 20, 1.0)
+    assert schedule.timesteps == sorted(int(t) for t in scheduler.timesteps)
     x, eps = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
-    for t in (951, 501, 1):
-        expected = scheduler.step(eps, t, x).prev_sample
-        parts.scheduler.set_timesteps(20)
-        previous = de.previous_timestep(parts, t)
-        ours = de.ddim_move(x, eps, de.alpha_bar(parts, t), de.alpha_bar(parts, previous))
+    for k in (20, 11, 1):
+        expected = scheduler.step(eps, schedule.timesteps[k - 1], x).prev_sample
+        ours = de.ddim_move(x, eps, schedule.alphas[k], schedule.alphas[k - 1])
         torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -133,10 +133,11 @@ def test_mask_guidance_keeps_the_background(parts, latents):
 def test_add_noise_layout(parts, latents):
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(1))
     levels = de.add_noise(parts, latents, 0.5, 10, noise=noise)
-    timesteps = de.edit_timesteps(parts, 10, 0.5)
-    assert levels.shape[0] == len(timesteps) + 1
-    expected = parts.scheduler.add_noise(latents, noise, timesteps[:1])
+    schedule = de.edit_schedule(parts, 10, 0.5)
+    assert levels.shape[0] == len(schedule) + 1 == 6
+    expected = parts.scheduler.add_noise(latents, noise, torch.tensor(schedule.timesteps[-1:]))
     torch.testing.assert_close(levels[-1], expected)
+    assert torch.equal(levels[0], latents)
 
 
 def test_diffedit_end_to_end(parts):

@@ -70,34 +70,42 @@ def as_prompts(prompts: str | list[str], batch: int, name: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- building blocks
 
-def edit_timesteps(parts: Parts, num_steps: int, strength: float) -> torch.Tensor:
-    """DDIM timesteps (descending) of an edit that starts at `strength` of the way to pure noise.
+@dataclass
+class Schedule:
+    """The noise levels of an edit: K DDIM timesteps and the signal fraction of each level.
 
-    Same rule as diffusers' img2img and DiffEdit pipelines: the last int(num_steps * strength) of
-    the `num_steps` DDIM timesteps.
+    Level 0 is the clean end (DDIM's final alpha), level k the k-th smallest timestep. Decoding steps
+    from level k to k - 1 with the noise predicted at timesteps[k - 1]; inversion walks the same
+    levels upwards (diffusers' DDIMScheduler and DDIMInverseScheduler use exactly these levels).
+    """
+
+    timesteps: list[int]  # ascending: t_1 < ... < t_K
+    alphas: torch.Tensor  # (K + 1,) float64 alpha_bar of levels 0..K
+
+    def __len__(self) -> int:
+        return len(self.timesteps)
+
+
+def edit_schedule(parts: Parts, num_steps: int, strength: float) -> Schedule:
+    """The schedule of an edit that starts at `strength` of the way to pure noise.
+
+    Same rule as diffusers' img2img and DiffEdit pipelines: the last int(num_steps * strength) of the
+    `num_steps` DDIM timesteps. A fresh scheduler is used: the parts' own one is never mutated.
     """
     strength = check_fraction(strength, "strength", low_open=True)
-    if not isinstance(num_steps, int) or num_steps < 1:
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
-    parts.scheduler.set_timesteps(num_steps)
+    scheduler = type(parts.scheduler).from_config(parts.scheduler.config)
+    scheduler.set_timesteps(num_steps)
     count = min(int(num_steps * strength), num_steps)
     if count == 0:
         raise ValueError(f"strength {strength} with {num_steps} steps leaves no step; raise one of them")
-    return parts.scheduler.timesteps[num_steps - count:]
-
-
-def alpha_bar(parts: Parts, timestep: int) -> torch.Tensor:
-    """Cumulative signal fraction of `timestep`; negative timesteps mean 'clean' (DDIM's final alpha)."""
-    scheduler = parts.scheduler
-    if timestep < 0:
-        return torch.as_tensor(scheduler.final_alpha_cumprod, dtype=torch.float64)
-    return scheduler.alphas_cumprod[int(timestep)].to(torch.float64)
-
-
-def previous_timestep(parts: Parts, timestep: int) -> int:
-    """The next-less-noisy DDIM timestep (negative: the clean end)."""
-    scheduler = parts.scheduler
-    return int(timestep) - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+    timesteps = [int(t) for t in scheduler.timesteps[num_steps - count:].flip(0)]
+    stride = scheduler.config.num_train_timesteps // num_steps
+    cumprod = scheduler.alphas_cumprod.to(torch.float64)
+    final = torch.as_tensor(scheduler.final_alpha_cumprod, dtype=torch.float64)
+    below = [cumprod[t - stride] if t - stride >= 0 else final for t in timesteps[:1]]
+    return Schedule(timesteps, torch.stack([*below, *(cumprod[t] for t in timesteps)]))
 
 
 def ddim_move(latents: torch.Tensor, eps: torch.Tensor, alpha_from: torch.Tensor,
@@ -179,7 +187,7 @@ def generate_mask(parts: Parts, latents: torch.Tensor, reference: str | list[str
     batch = latents.shape[0]
     reference = as_prompts(reference, batch, "reference")
     query = as_prompts(query, batch, "query")
-    timestep = int(edit_timesteps(parts, num_steps, strength)[0])
+    timestep = edit_schedule(parts, num_steps, strength).timesteps[-1]
 
     repeated = latents.float().repeat_interleave(num_draws, dim=0)
     if noise is None:
@@ -211,18 +219,18 @@ def invert(parts: Parts, latents: torch.Tensor, strength: float = 0.5, num_steps
     """DiffEdit step 2: DDIM inversion (unconditional by default) up to the encoding ratio `strength`.
 
     Returns the trajectory (K + 1, B, C, h, w) in order of increasing noise: [0] is the input, [k] the
-    latent at the k-th smallest of the edit's K timesteps, [K] the starting point of decoding.
-    Each step runs the DDIM update backwards with the noise predicted at the target timestep
-    (the convention of diffusers' DDIMInverseScheduler).
+    latent at level k of `edit_schedule`, [K] the starting point of decoding. Each step runs the DDIM
+    update backwards, with the noise predicted at the target timestep (as diffusers'
+    DDIMInverseScheduler does): eps(x_{k-1}, t_k) stands in for the unknown eps(x_k, t_k).
     """
     check_latents(parts, latents)
-    timesteps = edit_timesteps(parts, num_steps, strength).flip(0)  # ascending
+    schedule = edit_schedule(parts, num_steps, strength)
     (context,) = embed(parts, as_prompts(prompt, latents.shape[0], "prompt"))
     x = latents.float().to(parts.device)
     trajectory = [x]
-    for t in timesteps.tolist():
+    for k, t in enumerate(schedule.timesteps, start=1):
         eps = predict_noise(parts, x, t, context, batch_size)
-        x = ddim_move(x, eps, alpha_bar(parts, previous_timestep(parts, t)), alpha_bar(parts, t))
+        x = ddim_move(x, eps, schedule.alphas[k - 1], schedule.alphas[k])
         trajectory.append(x)
     return torch.stack(trajectory)
 
@@ -234,12 +242,12 @@ def add_noise(parts: Parts, latents: torch.Tensor, strength: float = 0.5, num_st
     Same layout as `invert`'s trajectory, so `decode` takes either.
     """
     check_latents(parts, latents)
-    timesteps = edit_timesteps(parts, num_steps, strength).flip(0)
+    schedule = edit_schedule(parts, num_steps, strength)
     x = latents.float()
     if noise is None:
         noise = torch.randn(x.shape, generator=generator)
     noise = noise.to(x)
-    levels = [x] + [parts.scheduler.add_noise(x, noise, torch.tensor([t])) for t in timesteps.tolist()]
+    levels = [x] + [float(a) ** 0.5 * x + float(1 - a) ** 0.5 * noise for a in schedule.alphas[1:]]
     return torch.stack(levels)
 
 
@@ -256,9 +264,9 @@ def decode(parts: Parts, trajectory: torch.Tensor, query: str | list[str], mask:
     (SDEdit, or "encoding only"). guidance_scale 1 means no classifier-free guidance (one UNet call).
     Returns the edited latents (and, with `return_steps`, the latent after every step).
     """
-    timesteps = edit_timesteps(parts, num_steps, strength)
-    if trajectory.shape[0] != len(timesteps) + 1:
-        raise ValueError(f"trajectory has {trajectory.shape[0]} levels, the edit needs {len(timesteps) + 1}: "
+    schedule = edit_schedule(parts, num_steps, strength)
+    if trajectory.shape[0] != len(schedule) + 1:
+        raise ValueError(f"trajectory has {trajectory.shape[0]} levels, the edit needs {len(schedule) + 1}: "
                          "use the same num_steps and strength for encoding and decoding")
     batch = trajectory.shape[1]
     query = as_prompts(query, batch, "query")
@@ -273,16 +281,16 @@ def decode(parts: Parts, trajectory: torch.Tensor, query: str | list[str], mask:
                              f"{trajectory.shape[-1]}), got {tuple(mask.shape)}")
     x = trajectory[-1].float().to(parts.device)
     steps = []
-    for i, t in enumerate(timesteps.tolist()):
+    for k in range(len(schedule), 0, -1):
+        t = schedule.timesteps[k - 1]
         model_input = torch.cat([x, x]) if use_cfg else x
         eps = predict_noise(parts, model_input, t, context, batch_size)
         if use_cfg:
             eps_uncond, eps_cond = eps.chunk(2)
             eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
-        x = ddim_move(x, eps, alpha_bar(parts, t), alpha_bar(parts, previous_timestep(parts, t)))
-        if mask is not None:
-            level = trajectory[len(timesteps) - 1 - i].to(x)
-            x = mask * x + (1 - mask) * level
+        x = ddim_move(x, eps, schedule.alphas[k], schedule.alphas[k - 1])
+        if mask is not None:  # outside the mask: the encoded input at the level just reached
+            x = mask * x + (1 - mask) * trajectory[k - 1].to(x)
         if return_steps:
             steps.append(x.cpu())
     return (x, torch.stack(steps)) if return_steps else x
