@@ -190,7 +190,7 @@ def _pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
     return np.concatenate([x, np.zeros((extra, x.shape[1]), dtype=x.dtype)])
 
 
-def matmul_numba_parallel(a: torch.Tensor, b: torch.Tensor, *, mc: int = 32, kc: int = 512,
+def matmul_numba_parallel(a: torch.Tensor, b: torch.Tensor, *, mc: int = 64, kc: int = 1024,
                           nc: int = 128) -> torch.Tensor:
     """Numba `prange` over row panels, cache blocking (mc, kc, nc) and a 4x4 register micro-kernel.
 
