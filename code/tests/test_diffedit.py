@@ -177,3 +177,60 @@ def test_bad_prompts_and_encoding(parts, latents):
         de.generate_mask(parts, latents, ["a"], "b")
     with pytest.raises(ValueError, match="encoding must be"):
         de.diffedit(parts, torch.zeros(1, 3, 32, 32), "a", "b", encoding="magic")
+
+
+def test_diffusers_background_lags_one_level(parts, pipe, latents):
+    # diffusers' __call__ blends with the inverted latent of the level a step starts from, so its
+    # background ends at the first inverted level; ours ends on the input itself
+    trajectory = de.invert(parts, latents[:1], strength=0.5, num_steps=10)
+    mask = torch.zeros(1, *latents.shape[-2:])
+    mask[:, 4:10, 4:10] = 1
+    ours = de.decode(parts, trajectory, "a triangle", mask, 5.0, 10, 0.5)
+    inverted = trajectory[1:].flip(0).transpose(0, 1)
+    theirs = pipe(prompt="a triangle", mask_image=mask[:, None], image_latents=inverted, inpaint_strength=0.5,
+                  num_inference_steps=10, guidance_scale=5.0, output_type="latent").images
+    outside = mask[:, None].expand_as(ours) == 0
+    assert torch.equal(ours[outside], latents[:1][outside])
+    assert torch.equal(theirs[outside], trajectory[1][outside])
+
+
+def test_shape_edits_change_one_word():
+    edits = de.shape_edits(12, seed=3)
+    assert len(edits) == 12 and edits.images.shape == (12, 3, 32, 32)
+    for reference, query, kind in zip(edits.reference, edits.query, edits.kind, strict=True):
+        changed = [(a, b) for a, b in zip(reference.split(), query.split(), strict=True) if a != b]
+        assert len(changed) == 1
+        assert kind == ("colour" if changed[0][0] in ("red", "green", "blue", "yellow") else "shape")
+    assert edits.true_masks.flatten(1).any(1).all()
+    resized = de.shape_edits(4, seed=3, image_size=64)
+    assert resized.images.shape == (4, 3, 64, 64) and resized.true_masks.shape == (4, 64, 64)
+
+
+def test_metrics():
+    true = torch.zeros(2, 8, 8, dtype=torch.bool)
+    true[:, 2:6, 2:6] = True
+    predicted = true.clone()
+    predicted[1, 2:6, 2:4] = False  # half of the square
+    torch.testing.assert_close(de.mask_iou(predicted, true), torch.tensor([1.0, 0.5]))
+    original = torch.zeros(2, 3, 8, 8)
+    edited = original.clone()
+    edited[:, :, 2:6, 2:6] = 1  # inside the true mask: does not count
+    assert de.background_psnr(edited, original, true) == float("inf")
+    edited[:, :, 0, :] += 0.2  # outside: error 0.1 in [0, 1] units on 8 of 48 pixels
+    expected = 10 * torch.log10(torch.tensor(1 / (0.01 * 8 / 48))).item()
+    assert abs(de.background_psnr(edited, original, true) - expected) < 1e-4
+
+
+def test_edit_success_reads_the_region():
+    from fromscratch.diffusion.classifier import ShapesClassifier
+
+    edits = de.shape_edits(4, seed=0)
+    classifier = ShapesClassifier().eval()
+    with torch.no_grad():  # a classifier that always answers (shape 1, colour 2)
+        classifier.shape_head.weight.zero_()
+        classifier.shape_head.bias.copy_(torch.tensor([0.0, 1.0, 0.0]))
+        classifier.colour_head.weight.zero_()
+        classifier.colour_head.bias.copy_(torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    success = de.edit_success(classifier, edits.images, edits)
+    expected = (edits.target_shape == 1) & (edits.target_colour == 2)
+    assert torch.equal(success, expected)

@@ -342,3 +342,108 @@ def diffedit(parts: Parts, images: torch.Tensor, reference: str | list[str], que
                     strength, batch_size)
     out = parts.decode_latents(edited.to(parts.device, parts.dtype)).float().clamp(-1, 1).cpu()
     return EditResult(out, edited.cpu(), stages, trajectory.cpu())
+
+
+# ----------------------------------------------------------------------------- measuring edits on shapes
+
+@dataclass
+class ShapeEdits:
+    """Edit tasks on shapes images: change the colour or the kind of one shape, with the ground truth."""
+
+    images: torch.Tensor  # (B, 3, S, S) in [-1, 1]
+    reference: list[str]  # the caption of the input (R)
+    query: list[str]  # the same caption with one word changed (Q)
+    true_masks: torch.Tensor  # (B, S, S) bool: the shape being edited
+    target_shape: torch.Tensor  # (B,) index into shapes.SHAPES the edit asks for
+    target_colour: torch.Tensor  # (B,) index into shapes.COLOURS
+    kind: list[str]  # "colour" or "shape"
+
+    def __len__(self) -> int:
+        return len(self.reference)
+
+    def subset(self, count: int) -> ShapeEdits:
+        """The first `count` tasks."""
+        return ShapeEdits(self.images[:count], self.reference[:count], self.query[:count],
+                          self.true_masks[:count], self.target_shape[:count], self.target_colour[:count],
+                          self.kind[:count])
+
+
+def replace_word(text: str, old: str, new: str) -> str:
+    """`text` with the whole word `old` replaced once by `new`."""
+    words = text.split(" ")
+    if old not in words:
+        raise ValueError(f"{old!r} is not a word of {text!r}")
+    words[words.index(old)] = new
+    return " ".join(words)
+
+
+def shape_edits(n: int, seed: int = 0, image_size: int | None = None, p_two: float = 0.25) -> ShapeEdits:
+    """`n` edits of shapes images (data seed `seed`): even ones recolour a shape, odd ones change its kind.
+
+    In a two-shape image the edited shape is picked at random, and only its half of the caption changes.
+    `image_size` resizes images (bilinear) and masks (nearest) for a model that works at another size.
+    """
+    from fromscratch.diffusion.shapes import COLOURS, SHAPES, make_shapes
+
+    data = make_shapes(n, seed=seed, p_two=p_two)
+    rng = torch.Generator().manual_seed(seed)
+    reference, query, kinds, masks, shapes_, colours = [], [], [], [], [], []
+    for i in range(n):
+        k = int(torch.randint(int(data.n_shapes[i]), (1,), generator=rng))
+        shape, colour = SHAPES[data.shape[i, k]], COLOURS[data.colour[i, k]]
+        halves = data.captions[i].split(" and ")
+        if i % 2 == 0:
+            others = [c for c in COLOURS if c != colour]
+            new_colour = others[int(torch.randint(len(others), (1,), generator=rng))]
+            halves[k] = replace_word(halves[k], colour, new_colour)
+            new_shape, kind = shape, "colour"
+        else:
+            others = [s for s in SHAPES if s != shape]
+            new_shape = others[int(torch.randint(len(others), (1,), generator=rng))]
+            halves[k] = replace_word(halves[k], shape, new_shape)
+            new_colour, kind = colour, "shape"
+        reference.append(data.captions[i])
+        query.append(" and ".join(halves))
+        kinds.append(kind)
+        masks.append(data.masks[i, k])
+        shapes_.append(SHAPES.index(new_shape))
+        colours.append(COLOURS.index(new_colour))
+    images, true_masks = data.images, torch.stack(masks)
+    if image_size is not None and image_size != images.shape[-1]:
+        images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
+        true_masks = F.interpolate(true_masks[:, None].float(), size=(image_size, image_size))[:, 0] > 0.5
+    return ShapeEdits(images, reference, query, true_masks, torch.tensor(shapes_), torch.tensor(colours),
+                      kinds)
+
+
+def mask_iou(predicted: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Per-image intersection over union of two (B, H, W) masks."""
+    predicted, true = predicted.bool(), true.bool()
+    union = (predicted | true).sum(dim=(1, 2)).clamp(min=1)
+    return (predicted & true).sum(dim=(1, 2)) / union
+
+
+def background_psnr(edited: torch.Tensor, original: torch.Tensor, true_masks: torch.Tensor) -> float:
+    """PSNR (dB, images taken to [0, 1]) of all pixels outside the true masks, pooled over the batch."""
+    outside = ~true_masks.bool()[:, None].expand_as(original)
+    error = ((edited.clamp(-1, 1) - original.clamp(-1, 1)) / 2)[outside]
+    mse = error.double().pow(2).mean().item()
+    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1 / mse)).item()
+
+
+def edit_success(classifier: torch.nn.Module, edited: torch.Tensor, edits: ShapeEdits,
+                 grow: int = 2) -> torch.Tensor:
+    """Does the shapes classifier read the query's shape and colour in the edited region? (B,) bool.
+
+    The region is the true mask grown by `grow` pixels (a new shape need not fit the old outline);
+    everything else is painted over, then the image is brought to the classifier's 32x32.
+    """
+    from fromscratch.diffusion.classifier import isolate_region, predict
+
+    size = 2 * grow + 1
+    region = F.max_pool2d(edits.true_masks[:, None].float(), size, stride=1, padding=grow)[:, 0] > 0
+    isolated = isolate_region(edited.clamp(-1, 1).float().cpu(), region)
+    if isolated.shape[-1] != 32:
+        isolated = F.interpolate(isolated, size=(32, 32), mode="area")
+    shape, colour = predict(classifier, isolated)
+    return (torch.from_numpy(shape) == edits.target_shape) & (torch.from_numpy(colour) == edits.target_colour)
