@@ -91,6 +91,13 @@ class Module:
     def parameters(self) -> list[Parameter]:
         return []
 
+    def to(self, device: str | torch.device) -> Module:
+        """Move every parameter to `device`; returns the module."""
+        for p in self.parameters():
+            p.data = p.data.to(device)
+            p.grad = None
+        return self
+
     def _needs_forward(self) -> None:
         if not self.inputs:
             raise RuntimeError(f"{type(self).__name__}.backward called before a forward pass; "
@@ -159,12 +166,15 @@ class CrossEntropy(Module):
     """Mean cross-entropy of logits (N, C) against class indices; backward is softmax - one_hot."""
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        with torch.no_grad():
-            return losses.cross_entropy(logits, target)
+        self.log_probs = losses.log_softmax(logits, dim=1)
+        return losses.nll_loss(self.log_probs, target)
 
     def backward(self, grad_output: Tensor | float = 1.0) -> Tensor:
         self._needs_forward()
-        return losses.cross_entropy_grad(*self.inputs) * grad_output
+        target = self.inputs[1]
+        grad = self.log_probs.exp()
+        grad[torch.arange(len(target), device=target.device), target] -= 1.0
+        return grad * (grad_output / len(target))
 
 
 class Sequential(Module):
@@ -210,7 +220,8 @@ def to_torch(model: Sequential) -> nn.Sequential:
     for layer in model.layers:
         if isinstance(layer, Linear):
             n_in, n_out = layer.weight.shape
-            torch_layer = nn.Linear(n_in, n_out, dtype=layer.weight.data.dtype)
+            torch_layer = nn.Linear(n_in, n_out, dtype=layer.weight.data.dtype,
+                                    device=layer.weight.data.device)
             with torch.no_grad():
                 torch_layer.weight.copy_(layer.weight.data.T)
                 torch_layer.bias.copy_(layer.bias.data)
