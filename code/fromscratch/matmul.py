@@ -310,9 +310,14 @@ def cuda_status() -> str:
     if simulated():
         return "simulator"
     try:
-        return "gpu" if cuda.is_available() else "no CUDA GPU visible to numba"
+        if not cuda.is_available():
+            return "no CUDA GPU visible to numba"
+        from numba.cuda.cudadrv import nvvm
+
+        nvvm.NVVM()  # the compiler library: a GPU driver alone is not enough to build kernels
     except Exception as error:  # the driver or libNVVM can be missing in many ways
-        return f"numba.cuda unusable: {error}"
+        return f"numba.cuda unusable: {str(error).splitlines()[0]}"
+    return "gpu"
 
 
 RUNGS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {

@@ -70,3 +70,15 @@ def test_cuda_kernels_in_simulator() -> None:
 def test_cuda_kernels_on_gpu(name: str) -> None:
     a, b = (t.cuda() for t in operands(100, 70, 130))
     torch.testing.assert_close(mm.RUNGS[name](a, b), a @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_benchmark_reports_ratio_measured_in_the_same_run() -> None:
+    from fromscratch.benchmarks import matmul as bench_matmul
+
+    result = bench_matmul.run(quick=True)
+    summary = result["summary"]
+    assert summary["cpu_size"] == 256
+    assert summary["cpu_numba_parallel_fraction_of_torch"] > 0
+    assert summary["cpu_numba_parallel_gflops"] > 0 and summary["cpu_torch_matmul_gflops"] > 0
+    assert result["cpu"][-1]["max_abs_error"] < 1e-2
+    assert "gpu_tiled_fraction_of_cublas" in summary or summary["gpu"].startswith("not run")
