@@ -82,9 +82,8 @@ class _FusedCrossEntropy(torch.autograd.Function):
     """Forward and backward of cross-entropy in row chunks: no full-size log-probabilities."""
 
     @staticmethod
-    def forward(ctx, logits: Tensor, target: Tensor, ignore_index: int, smoothing: float) -> Tensor:
-        keep = target != ignore_index
-        safe_target = torch.where(keep, target, torch.zeros_like(target))
+    def forward(ctx, logits: Tensor, target: Tensor, keep: Tensor, smoothing: float) -> Tensor:
+        safe_target = target.where(keep, 0)
         _check_targets(safe_target, logits.shape[1])
         m, log_sum = _chunked_max_and_log_sum_exp(logits)
         picked = logits.gather(1, safe_target[:, None]).squeeze(1)
@@ -92,7 +91,7 @@ class _FusedCrossEntropy(torch.autograd.Function):
         if smoothing:
             # -mean_c log p_c = log_sum + m - mean_c x_c: the smoothed loss needs one more row mean
             losses = losses + smoothing * (picked - logits.mean(1))
-        losses = torch.where(keep, losses, torch.zeros_like(losses))
+        losses = losses.where(keep, 0.0)
         ctx.save_for_backward(logits, m, log_sum, safe_target, keep)
         ctx.smoothing = smoothing
         return losses
@@ -100,7 +99,7 @@ class _FusedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_losses: Tensor) -> tuple[Tensor | None, ...]:
         logits, m, log_sum, safe_target, keep = ctx.saved_tensors
-        scale = torch.where(keep, grad_losses, torch.zeros_like(grad_losses))
+        scale = grad_losses.where(keep, 0.0)
         grad = cross_entropy_grad_from_stats(logits, m, log_sum, safe_target, scale, ctx.smoothing)
         return grad, None, None, None
 
@@ -112,8 +111,8 @@ def _chunked_max_and_log_sum_exp(logits: Tensor) -> tuple[Tensor, Tensor]:
     is then written into a single block-sized buffer and summed while the block is in cache.
     """
     n, c = logits.shape
-    m = logits.amax(1)
-    m.masked_fill_(~torch.isfinite(m), 0.0)  # all -inf rows: sum 0, lse -inf; +inf rows: inf
+    # rows of -inf: shift 0, sum 0, log -inf as torch gives; a nan max propagates through x - 0
+    m = torch.nan_to_num(logits.amax(1), nan=0.0, posinf=0.0, neginf=0.0)
     sums = torch.empty(n, dtype=logits.dtype, device=logits.device)
     rows = _rows_per_chunk(logits)
     buffer = torch.empty(min(rows, n), c, dtype=logits.dtype, device=logits.device)
@@ -162,8 +161,9 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100, redu
     if target.is_floating_point():
         return _soft_target_cross_entropy(logits, target, reduction, label_smoothing)
     flat, flat_target, restore = _flatten_classes(logits, target)
-    losses = _FusedCrossEntropy.apply(flat, flat_target, ignore_index, float(label_smoothing))
-    return _reduce(losses, flat_target != ignore_index, reduction, restore)
+    keep = flat_target != ignore_index
+    losses = _FusedCrossEntropy.apply(flat, flat_target, keep, float(label_smoothing))
+    return _reduce(losses, keep, reduction, restore)
 
 
 def _soft_target_cross_entropy(logits: Tensor, probs: Tensor, reduction: str, smoothing: float
@@ -253,7 +253,8 @@ def _flatten_classes(x: Tensor, target: Tensor) -> tuple[Tensor, Tensor, tuple[i
 
 
 def _check_targets(target: Tensor, n_classes: int) -> None:
-    if not target.numel():
+    """Class indices in range, checked on the CPU (a GPU kernel asserts it without a sync)."""
+    if not target.numel() or target.device.type != "cpu":
         return
     low, high = (int(v) for v in torch.aminmax(target))
     if low < 0 or high >= n_classes:

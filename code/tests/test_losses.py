@@ -210,3 +210,19 @@ def test_bad_input_raises_clear_errors() -> None:
         losses.softmax(torch.tensor([1, 2, 3]))
     with pytest.raises(TypeError, match="integer class indices"):
         losses.nll_loss(x, torch.tensor([0.0, 1.0, 2.0, 0.0]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_masked_logits_with_minus_inf_like_torch(dtype) -> None:
+    x = random_logits(dtype, (6, 5))
+    x[:, 3] = float("-inf")  # a masked class, as attention and vocabulary masks do
+    x[2] = float("-inf")  # a fully masked row, ignored by its target
+    t = torch.tensor([0, 4, -100, 2, 1, 0])
+    for reduction in ("mean", "none"):
+        expected = F.cross_entropy(x, t, reduction=reduction)
+        close(losses.cross_entropy(x, t, reduction=reduction), expected, dtype)
+    ours_in, torch_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+    losses.cross_entropy(ours_in, t).backward()
+    F.cross_entropy(torch_in, t).backward()
+    close(ours_in.grad, torch_in.grad, dtype)
+    close(losses.log_softmax(x[[0, 1]], 1), F.log_softmax(x[[0, 1]], 1), dtype)
