@@ -146,11 +146,21 @@ def embed(parts: Parts, *prompt_lists: list[str]) -> list[torch.Tensor]:
     return out
 
 
-def encode(parts: Parts, images: torch.Tensor) -> torch.Tensor:
-    """Latents of images in [-1, 1] (checked for size)."""
+@torch.no_grad()
+def encode(parts: Parts, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """Latents of images in [-1, 1] (checked for size), `batch_size` images at a time."""
     images = check_images(parts, images)
-    with torch.no_grad():
-        return parts.encode_images(images.to(parts.device, parts.dtype)).float()
+    step = batch_size or len(images)
+    return torch.cat([parts.encode_images(images[i:i + step].to(parts.device, parts.dtype)).float()
+                      for i in range(0, len(images), step)])
+
+
+@torch.no_grad()
+def to_images(parts: Parts, latents: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """Decoded images (B, 3, S, S) in [-1, 1], clamped, on the CPU, `batch_size` latents at a time."""
+    step = batch_size or len(latents)
+    return torch.cat([parts.decode_latents(latents[i:i + step].to(parts.device, parts.dtype)).float()
+                      .clamp(-1, 1).cpu() for i in range(0, len(latents), step)])
 
 
 # ----------------------------------------------------------------------------- step 1: the mask
@@ -328,7 +338,7 @@ def diffedit(parts: Parts, images: torch.Tensor, reference: str | list[str], que
                          f"got {encoding!r}")
     threshold = check_fraction(threshold, "threshold")
     strength = check_fraction(strength, "strength", low_open=True)
-    latents = encode(parts, images)
+    latents = encode(parts, images, batch_size)
     stages = None
     if use_mask:
         stages = generate_mask(parts, latents, reference, query, num_draws=num_draws, strength=mask_strength,
@@ -340,8 +350,7 @@ def diffedit(parts: Parts, images: torch.Tensor, reference: str | list[str], que
         trajectory = add_noise(parts, latents, strength, num_steps, generator=generator)
     edited = decode(parts, trajectory, query, stages.mask if stages else None, guidance_scale, num_steps,
                     strength, batch_size)
-    out = parts.decode_latents(edited.to(parts.device, parts.dtype)).float().clamp(-1, 1).cpu()
-    return EditResult(out, edited.cpu(), stages, trajectory.cpu())
+    return EditResult(to_images(parts, edited, batch_size), edited.cpu(), stages, trajectory.cpu())
 
 
 # ----------------------------------------------------------------------------- measuring edits on shapes
