@@ -10,6 +10,7 @@ mean and standard deviation, integer labels, and a train/valid split.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,8 +19,6 @@ import torch
 from torch import Tensor
 
 HUB_IDS = {"fashion_mnist": "zalando-datasets/fashion_mnist", "mnist": "ylecun/mnist"}
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                   "Sneaker", "Bag", "Ankle boot")
 
 
 @dataclass
@@ -111,8 +110,11 @@ def load_hf_images(source: str, *, image_column: str = "image", label_column: st
 
 # --------------------------------------------------------------------------- helpers
 def _open_hf(source: str):
-    """A DatasetDict from disk (save_to_disk folder, parquet) or from the hub."""
-    import datasets
+    """A DatasetDict from disk (save_to_disk folder, parquet) or from the hub, without progress bars."""
+    with warnings.catch_warnings():  # tqdm warns about ipywidgets when imported in a notebook
+        warnings.simplefilter("ignore")
+        import datasets
+    datasets.disable_progress_bars()
 
     path = Path(source)
     if path.is_file() and path.suffix == ".parquet":
