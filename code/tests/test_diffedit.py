@@ -80,6 +80,11 @@ def test_ddim_move_is_ddim_step(parts):
         expected = scheduler.step(eps, schedule.timesteps[k - 1], x).prev_sample
         ours = de.ddim_move(x, eps, schedule.alphas[k], schedule.alphas[k - 1])
         torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+    clipping = DDIMScheduler.from_config({**parts.scheduler.config, "clip_sample": True})
+    clipping.set_timesteps(20)
+    expected = clipping.step(3 * eps, schedule.timesteps[-1], x).prev_sample
+    ours = de.ddim_move(x, 3 * eps, schedule.alphas[-1], schedule.alphas[-2], clip=1.0)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_inversion_matches_diffusers(parts, pipe, latents):

@@ -81,6 +81,7 @@ class Schedule:
 
     timesteps: list[int]  # ascending: t_1 < ... < t_K
     alphas: torch.Tensor  # (K + 1,) float64 alpha_bar of levels 0..K
+    clip: float | None = None  # clamp of the x0 estimate (the scheduler's clip_sample), None: no clamp
 
     def __len__(self) -> int:
         return len(self.timesteps)
@@ -105,17 +106,21 @@ def edit_schedule(parts: Parts, num_steps: int, strength: float) -> Schedule:
     cumprod = scheduler.alphas_cumprod.to(torch.float64)
     final = torch.as_tensor(scheduler.final_alpha_cumprod, dtype=torch.float64)
     below = [cumprod[t - stride] if t - stride >= 0 else final for t in timesteps[:1]]
-    return Schedule(timesteps, torch.stack([*below, *(cumprod[t] for t in timesteps)]))
+    clip = scheduler.config.clip_sample_range if scheduler.config.clip_sample else None
+    return Schedule(timesteps, torch.stack([*below, *(cumprod[t] for t in timesteps)]), clip)
 
 
 def ddim_move(latents: torch.Tensor, eps: torch.Tensor, alpha_from: torch.Tensor,
-              alpha_to: torch.Tensor) -> torch.Tensor:
+              alpha_to: torch.Tensor, clip: float | None = None) -> torch.Tensor:
     """One deterministic DDIM step (eta = 0) from noise level `alpha_from` to `alpha_to`, either way.
 
-    x0 = (x - sqrt(1 - a_from) eps) / sqrt(a_from);  x' = sqrt(a_to) x0 + sqrt(1 - a_to) eps.
+    x0 = (x - sqrt(1 - a_from) eps) / sqrt(a_from), clamped to [-clip, clip] if `clip` is given (as
+    DDIMScheduler does with clip_sample); x' = sqrt(a_to) x0 + sqrt(1 - a_to) eps.
     """
     alpha_from, alpha_to = float(alpha_from), float(alpha_to)
     x0 = (latents - (1 - alpha_from) ** 0.5 * eps) / alpha_from ** 0.5
+    if clip is not None:
+        x0 = x0.clamp(-clip, clip)
     return alpha_to ** 0.5 * x0 + (1 - alpha_to) ** 0.5 * eps
 
 
@@ -240,7 +245,7 @@ def invert(parts: Parts, latents: torch.Tensor, strength: float = 0.5, num_steps
     trajectory = [x]
     for k, t in enumerate(schedule.timesteps, start=1):
         eps = predict_noise(parts, x, t, context, batch_size)
-        x = ddim_move(x, eps, schedule.alphas[k - 1], schedule.alphas[k])
+        x = ddim_move(x, eps, schedule.alphas[k - 1], schedule.alphas[k], schedule.clip)
         trajectory.append(x)
     return torch.stack(trajectory)
 
@@ -298,7 +303,7 @@ def decode(parts: Parts, trajectory: torch.Tensor, query: str | list[str], mask:
         if use_cfg:
             eps_uncond, eps_cond = eps.chunk(2)
             eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
-        x = ddim_move(x, eps, schedule.alphas[k], schedule.alphas[k - 1])
+        x = ddim_move(x, eps, schedule.alphas[k], schedule.alphas[k - 1], schedule.clip)
         if mask is not None:  # outside the mask: the encoded input at the level just reached
             x = mask * x + (1 - mask) * trajectory[k - 1].to(x)
         if return_steps:
