@@ -226,3 +226,15 @@ def test_masked_logits_with_minus_inf_like_torch(dtype) -> None:
     F.cross_entropy(torch_in, t).backward()
     close(ours_in.grad, torch_in.grad, dtype)
     close(losses.log_softmax(x[[0, 1]], 1), F.log_softmax(x[[0, 1]], 1), dtype)
+
+
+def test_benchmark_reports_the_target_ratio_and_correct_losses(monkeypatch) -> None:
+    """Structure only: the summary names the (4096, 1000) float32 ratio; speed is never asserted."""
+    from fromscratch.benchmarks import losses as benchmark
+
+    monkeypatch.setattr(benchmark, "TARGET_SIZE", (64, 10))
+    result = benchmark.run(sizes=[(32, 7)], rounds=1)
+    assert [(r["batch"], r["classes"]) for r in result["rows"]] == [(32, 7), (64, 10)]
+    assert result["summary"]["ratio_forward_64x10_float32_cpu"] > 0
+    assert result["summary"]["max_loss_rel_error"] < 1e-5
+    assert all(r["ours_peak_bytes"] > 0 and r["torch_peak_bytes"] > 0 for r in result["rows"])
