@@ -124,6 +124,7 @@ def ddim_move(latents: torch.Tensor, eps: torch.Tensor, alpha_from: torch.Tensor
     return alpha_to ** 0.5 * x0 + (1 - alpha_to) ** 0.5 * eps
 
 
+@torch.no_grad()
 def predict_noise(parts: Parts, latents: torch.Tensor, timestep: int | torch.Tensor,
                   context: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """eps_theta(latents, t, context), in chunks of `batch_size` images to bound memory."""
