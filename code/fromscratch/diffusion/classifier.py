@@ -23,7 +23,7 @@ from fromscratch.diffusion.parts import REPO_ROOT, check_sha256, sha256_of
 from fromscratch.diffusion.shapes import COLOURS, SHAPES, make_shapes
 
 CLASSIFIER_PATH = REPO_ROOT / "data" / "shapes_classifier.safetensors"
-CLASSIFIER_SHA256 = "to-be-filled-after-training"
+CLASSIFIER_SHA256 = "043599b2168e95f2107c2ada7e5c53e96056e58c796348e4fe448791ebb7bdfc"
 CLASSIFIER_COMMAND = "python -m fromscratch.diffusion.classifier"
 TRAIN_SEED, TEST_SEED = 1, 2  # data seeds: the test images are never trained on
 

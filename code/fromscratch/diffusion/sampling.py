@@ -44,12 +44,15 @@ def prompt_embeddings(parts: SDParts, prompts: list[str],
 
 
 def guided_noise(parts: SDParts, latents: torch.Tensor, t: torch.Tensor | int, uncond: torch.Tensor,
-                 cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+                 cond: torch.Tensor, guidance_scale: float | torch.Tensor) -> torch.Tensor:
     """Classifier-free guidance: one batched UNet call on [uncond; cond], then eps_u + s * (eps_c - eps_u).
 
-    At s = 1 the formula gives eps_c, so only the conditional half is computed.
+    `guidance_scale` is one number, or a (B,) tensor giving each sample its own s (a whole sweep in one
+    batch). At s = 1 the formula gives eps_c, so only the conditional half is computed.
     """
-    if guidance_scale == 1:
+    if isinstance(guidance_scale, torch.Tensor):
+        guidance_scale = guidance_scale.to(latents).reshape(-1, *[1] * (latents.ndim - 1))
+    elif guidance_scale == 1:
         return parts.unet(latents, t, encoder_hidden_states=cond, return_dict=False)[0]
     both = parts.unet(torch.cat([latents, latents]), t, encoder_hidden_states=torch.cat([uncond, cond]),
                       return_dict=False)[0]
@@ -79,8 +82,9 @@ def img2img_start(parts: SDParts, scheduler: DDIMScheduler, images: torch.Tensor
 
 
 @torch.no_grad()
-def generate(parts: SDParts, prompts: list[str], guidance_scale: float = 7.5, num_steps: int = 50,
-             negative_prompts: list[str] | None = None, generator: torch.Generator | None = None,
+def generate(parts: SDParts, prompts: list[str], guidance_scale: float | torch.Tensor = 7.5,
+             num_steps: int = 50, negative_prompts: list[str] | None = None,
+             generator: torch.Generator | None = None,
              images: torch.Tensor | None = None, strength: float = 1.0, eta: float = 0.0,
              latents: torch.Tensor | None = None,
              callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
