@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 from torch import Tensor
 
 REDUCTIONS = ("mean", "sum", "none")
-CHUNK_BYTES = 1 << 20  # the fused kernel works on blocks of rows of about 1 MiB: they stay in L2 cache
+CHUNK_BYTES = 1 << 20  # the fused kernel works on blocks of rows of at most 1 MiB: they stay in cache
+INLINE_ELEMENTS = 32_000  # below torch's grain size (32768): each op runs on the calling thread
 
 
 # --------------------------------------------------------------------------- the building blocks
@@ -107,20 +112,23 @@ class _FusedCrossEntropy(torch.autograd.Function):
 def _chunked_max_and_log_sum_exp(logits: Tensor) -> tuple[Tensor, Tensor]:
     """Row max m and log(sum(exp(x - m))) of a (N, C) tensor, one cache-sized block at a time.
 
-    Their sum is the logsumexp. The maxima come from one pass over the whole tensor; exp(x - m)
-    is then written into a single block-sized buffer and summed while the block is in cache.
+    Their sum is the logsumexp. The maxima take one pass over the whole tensor; then each block's
+    exp(x - m) is written into a block-sized buffer and summed while it is still in cache.
     """
     n, c = logits.shape
     # rows of -inf: shift 0, sum 0, log -inf as torch gives; a nan max propagates through x - 0
     m = torch.nan_to_num(logits.amax(1), nan=0.0, posinf=0.0, neginf=0.0)
     sums = torch.empty(n, dtype=logits.dtype, device=logits.device)
-    rows = _rows_per_chunk(logits)
-    buffer = torch.empty(min(rows, n), c, dtype=logits.dtype, device=logits.device)
-    for start in range(0, n, rows):
-        stop = min(start + rows, n)
-        work = buffer[:stop - start]
-        torch.sub(logits[start:stop], m[start:stop, None], out=work).exp_()
-        torch.sum(work, 1, out=sums[start:stop])
+
+    def blocks(start: int, stop: int, rows: int) -> None:
+        buffer = torch.empty(min(rows, stop - start), c, dtype=logits.dtype, device=logits.device)
+        for first in range(start, stop, rows):
+            last = min(first + rows, stop)
+            work = buffer[:last - first]
+            torch.sub(logits[first:last], m[first:last, None], out=work).exp_()
+            torch.sum(work, 1, out=sums[first:last])
+
+    _run_in_row_blocks(logits, blocks)
     return m, sums.log_()
 
 
@@ -134,16 +142,55 @@ def cross_entropy_grad_from_stats(logits: Tensor, m: Tensor, log_sum: Tensor, ta
     n, c = logits.shape
     grad = torch.empty_like(logits)
     row_factor = scale / log_sum.exp()
-    rows = _rows_per_chunk(logits)
-    for start in range(0, n, rows):
-        stop = min(start + rows, n)
-        g = grad[start:stop]
-        torch.sub(logits[start:stop], m[start:stop, None], out=g).exp_().mul_(row_factor[start:stop, None])
-        if smoothing:
-            g.sub_(scale[start:stop, None] * (smoothing / c))
+
+    def blocks(start: int, stop: int, rows: int) -> None:
+        for first in range(start, stop, rows):
+            last = min(first + rows, stop)
+            g = grad[first:last]
+            torch.sub(logits[first:last], m[first:last, None], out=g).exp_()
+            g.mul_(row_factor[first:last, None])
+            if smoothing:
+                g.sub_(scale[first:last, None] * (smoothing / c))
+
+    _run_in_row_blocks(logits, blocks)
     rows_index = torch.arange(n, device=logits.device)
     grad.index_put_((rows_index, target), -(1 - smoothing) * scale, accumulate=True)
     return grad
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (process id, pool): a forked child needs its own
+
+
+def _without_grad(blocks: Callable[[int, int, int], None], start: int, stop: int, rows: int) -> None:
+    """Grad mode is per thread: the pool's threads must not record the blocks' in-place work."""
+    with torch.no_grad():
+        blocks(start, stop, rows)
+
+
+def _run_in_row_blocks(logits: Tensor, blocks: Callable[[int, int, int], None]) -> None:
+    """Call blocks(start, stop, rows_per_block) over the rows of `logits`.
+
+    On the CPU the blocks are small enough that torch runs each operation on the calling thread
+    (no parallel region, no barrier to wait at), and the rows are shared out among a few Python
+    threads instead: torch releases the GIL while it computes. A GPU takes everything at once.
+    """
+    n, c = logits.shape
+    if logits.device.type != "cpu":
+        blocks(0, n, max(n, 1))
+        return
+    rows = max(1, min(CHUNK_BYTES // logits.element_size(), INLINE_ELEMENTS) // max(c, 1))
+    workers = min(torch.get_num_threads(), -(-n // rows))
+    if workers <= 1:
+        blocks(0, n, rows)
+        return
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < workers:
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fromscratch-losses"))
+    pool = _POOL[1]
+    bounds = [n * i // workers for i in range(workers + 1)]
+    futures = [pool.submit(_without_grad, blocks, bounds[i], bounds[i + 1], rows) for i in range(workers)]
+    for future in futures:
+        future.result()
 
 
 def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100, reduction: str = "mean",
@@ -216,14 +263,6 @@ def cross_entropy_grad(logits: Tensor, target: Tensor, ignore_index: int = -100,
 
 
 # --------------------------------------------------------------------------- helpers
-def _rows_per_chunk(logits: Tensor) -> int:
-    """Rows per block: a cache-sized block on the CPU, everything at once on a GPU."""
-    n, c = logits.shape
-    if logits.device.type != "cpu":
-        return max(n, 1)
-    return max(1, CHUNK_BYTES // (logits.element_size() * max(c, 1)))
-
-
 def _reduce(losses: Tensor, keep: Tensor, reduction: str, restore: tuple[int, ...]) -> Tensor:
     """Apply torch's reductions: 'mean' averages over the rows not ignored."""
     if reduction == "none":

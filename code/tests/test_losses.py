@@ -234,7 +234,8 @@ def test_benchmark_reports_the_target_ratio_and_correct_losses(monkeypatch) -> N
 
     monkeypatch.setattr(benchmark, "TARGET_SIZE", (64, 10))
     result = benchmark.run(sizes=[(32, 7)], rounds=1)
-    assert [(r["batch"], r["classes"]) for r in result["rows"]] == [(32, 7), (64, 10)]
+    assert [(r["batch"], r["classes"], r["threads"]) for r in result["rows"]][-1] == (64, 10, 1)
+    assert result["summary"]["ratio_forward_1thread_64x10_float32_cpu"] > 0
     assert result["summary"]["ratio_forward_64x10_float32_cpu"] > 0
     assert result["summary"]["max_loss_rel_error"] < 1e-5
     assert all(r["ours_peak_bytes"] > 0 and r["torch_peak_bytes"] > 0 for r in result["rows"])
