@@ -185,7 +185,7 @@ def _run_in_row_blocks(logits: Tensor, blocks: Callable[[int, int, int], None]) 
         return
     global _POOL
     if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < workers:
-        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fromscratch-losses"))
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fromscratch"))
     pool = _POOL[1]
     bounds = [n * i // workers for i in range(workers + 1)]
     futures = [pool.submit(_without_grad, blocks, bounds[i], bounds[i + 1], rows) for i in range(workers)]
