@@ -12,6 +12,7 @@ from torch import Tensor
 REDUCTIONS = ("mean", "sum", "none")
 CHUNK_BYTES = 1 << 20  # the fused kernel works on blocks of rows of at most 1 MiB: they stay in cache
 INLINE_ELEMENTS = 32_000  # below torch's grain size (32768): each op runs on the calling thread
+THREADED_ELEMENTS = 1 << 20  # from this many logits on, the blocks are shared among threads
 
 
 # --------------------------------------------------------------------------- the building blocks
@@ -112,23 +113,28 @@ class _FusedCrossEntropy(torch.autograd.Function):
 def _chunked_max_and_log_sum_exp(logits: Tensor) -> tuple[Tensor, Tensor]:
     """Row max m and log(sum(exp(x - m))) of a (N, C) tensor, one cache-sized block at a time.
 
-    Their sum is the logsumexp. The maxima take one pass over the whole tensor; then each block's
-    exp(x - m) is written into a block-sized buffer and summed while it is still in cache.
+    Their sum is the logsumexp. Each block's maxima, exp(x - m) in a reused block-sized buffer,
+    and row sums are computed while the block is in cache.
     """
     n, c = logits.shape
-    # rows of -inf: shift 0, sum 0, log -inf as torch gives; a nan max propagates through x - 0
-    m = torch.nan_to_num(logits.amax(1), nan=0.0, posinf=0.0, neginf=0.0)
+    m = torch.empty(n, 1, dtype=logits.dtype, device=logits.device)
     sums = torch.empty(n, dtype=logits.dtype, device=logits.device)
 
     def blocks(start: int, stop: int, rows: int) -> None:
         buffer = torch.empty(min(rows, stop - start), c, dtype=logits.dtype, device=logits.device)
-        for first in range(start, stop, rows):
-            last = min(first + rows, stop)
-            work = buffer[:last - first]
-            torch.sub(logits[first:last], m[first:last, None], out=work).exp_()
-            torch.sum(work, 1, out=sums[first:last])
+        for x, shift, total in zip(logits[start:stop].split(rows), m[start:stop].split(rows),
+                                   sums[start:stop].split(rows), strict=True):
+            work = buffer if len(x) == len(buffer) else buffer[:len(x)]
+            torch.amax(x, 1, keepdim=True, out=shift)
+            torch.sub(x, shift, out=work).exp_()
+            torch.sum(work, 1, out=total)
 
     _run_in_row_blocks(logits, blocks)
+    m = m.squeeze(1)
+    infinite = ~torch.isfinite(m)
+    if infinite.any():  # rows of -inf (masked) or with +inf: shift by 0, as torch does
+        m = m.where(~infinite, 0.0)
+        sums[infinite] = (logits[infinite] - m[infinite, None]).exp().sum(1)
     return m, sums.log_()
 
 
@@ -141,16 +147,16 @@ def cross_entropy_grad_from_stats(logits: Tensor, m: Tensor, log_sum: Tensor, ta
     """
     n, c = logits.shape
     grad = torch.empty_like(logits)
-    row_factor = scale / log_sum.exp()
+    row_factor = (scale / log_sum.exp())[:, None]
+    row_offset = (scale * (smoothing / c))[:, None]
+    shifts = m[:, None]
 
     def blocks(start: int, stop: int, rows: int) -> None:
-        for first in range(start, stop, rows):
-            last = min(first + rows, stop)
-            g = grad[first:last]
-            torch.sub(logits[first:last], m[first:last, None], out=g).exp_()
-            g.mul_(row_factor[first:last, None])
+        parts = (t[start:stop].split(rows) for t in (logits, shifts, grad, row_factor, row_offset))
+        for x, shift, g, factor, offset in zip(*parts, strict=True):
+            torch.sub(x, shift, out=g).exp_().mul_(factor)
             if smoothing:
-                g.sub_(scale[first:last, None] * (smoothing / c))
+                g.sub_(offset)
 
     _run_in_row_blocks(logits, blocks)
     rows_index = torch.arange(n, device=logits.device)
@@ -176,21 +182,25 @@ def _run_in_row_blocks(logits: Tensor, blocks: Callable[[int, int, int], None]) 
     """
     n, c = logits.shape
     if logits.device.type != "cpu":
-        blocks(0, n, max(n, 1))
+        _without_grad(blocks, 0, n, max(n, 1))
         return
     rows = max(1, min(CHUNK_BYTES // logits.element_size(), INLINE_ELEMENTS) // max(c, 1))
-    workers = min(torch.get_num_threads(), -(-n // rows))
-    if workers <= 1:
-        blocks(0, n, rows)
-        return
-    global _POOL
-    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < workers:
-        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fromscratch"))
-    pool = _POOL[1]
+    workers = min(torch.get_num_threads(), -(-n // rows)) if n * c >= THREADED_ELEMENTS else 1
     bounds = [n * i // workers for i in range(workers + 1)]
-    futures = [pool.submit(_without_grad, blocks, bounds[i], bounds[i + 1], rows) for i in range(workers)]
+    futures = [_pool(workers - 1).submit(_without_grad, blocks, bounds[i], bounds[i + 1], rows)
+               for i in range(1, workers)]
+    _without_grad(blocks, bounds[0], bounds[1], rows)  # the calling thread takes the first share
     for future in futures:
         future.result()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The module's thread pool, made again after a fork (threads do not survive one)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < workers:
+        pool = ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="fromscratch")
+        _POOL = (os.getpid(), pool)
+    return _POOL[1]
 
 
 def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100, reduction: str = "mean",
