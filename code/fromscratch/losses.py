@@ -181,8 +181,8 @@ def _run_in_row_blocks(logits: Tensor, blocks: Callable[[int, int, int], None]) 
     threads instead: torch releases the GIL while it computes. A GPU takes everything at once.
     """
     n, c = logits.shape
-    if logits.device.type != "cpu":
-        _without_grad(blocks, 0, n, max(n, 1))
+    if logits.device.type != "cpu" or n * c * logits.element_size() <= CHUNK_BYTES:
+        _without_grad(blocks, 0, n, max(n, 1))  # a GPU, or a tensor that fits in cache: one block
         return
     rows = max(1, min(CHUNK_BYTES // logits.element_size(), INLINE_ELEMENTS) // max(c, 1))
     workers = min(torch.get_num_threads(), -(-n // rows)) if n * c >= THREADED_ELEMENTS else 1
