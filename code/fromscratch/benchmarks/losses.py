@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -32,24 +31,6 @@ def interleaved_times(candidates: dict[str, Callable[[], Any]], rounds: int, rep
         for name, fn in candidates.items():
             times[name] += timeit(fn, name, warmup=0, repeats=repeats, device=device).times
     return times
-
-
-@contextlib.contextmanager
-def quiet_native_output() -> Iterator[None]:
-    """Silence what C++ code writes straight to file descriptors 1 and 2 (the profiler's banners)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 1)
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved:
-            os.close(fd)
 
 
 def forward_and_backward(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -90,9 +71,8 @@ def measure(batch: int, classes: int, dtype: torch.dtype = torch.float32, device
         row[f"ratio_{step}"] = row[f"ours_{step}_best_s"] / row[f"torch_{step}_best_s"]
         row[f"ratio_{step}_median"] = row[f"ours_{step}_s"] / row[f"torch_{step}_s"]
     if memory:
-        with quiet_native_output():
-            row["ours_peak_bytes"] = peak_memory_bytes(candidates["ours_forward"], dev)
-            row["torch_peak_bytes"] = peak_memory_bytes(candidates["torch_forward"], dev)
+        row["ours_peak_bytes"] = peak_memory_bytes(candidates["ours_forward"], dev)
+        row["torch_peak_bytes"] = peak_memory_bytes(candidates["torch_forward"], dev)
     return row
 
 
