@@ -66,6 +66,11 @@ def test_mask_stages(parts, latents):
     assert (stages.clipped <= stages.difference + 1e-7).all()
     assert stages.scaled.min() >= 0 and stages.scaled.max() <= 1
     assert torch.equal(stages.mask, (stages.scaled > 0.3).float())
+    assert torch.equal(stages.thresholded, stages.mask)  # no hole filling unless asked
+    ring = torch.zeros(1, 7, 7)
+    ring[0, 1:6, 1:6] = 1
+    ring[0, 2:5, 2:5] = 0
+    assert torch.equal(de.fill_holes(ring)[0, 1:6, 1:6], torch.ones(5, 5))
     same = de.generate_mask(parts, latents[:1], "a square", "a square", num_draws=2)
     assert same.difference.abs().max() < 1e-5  # R = Q: nothing to edit
 
@@ -224,6 +229,7 @@ def test_metrics():
     edited[:, :, 0, :] += 0.2  # outside: error 0.1 in [0, 1] units on 8 of 48 pixels
     expected = 10 * torch.log10(torch.tensor(1 / (0.01 * 8 / 48))).item()
     assert abs(de.background_psnr(edited, original, true) - expected) < 1e-4
+    assert de.grow_masks(true, 1).sum(dim=(1, 2)).tolist() == [36, 36]
 
 
 def test_edit_success_reads_the_region():

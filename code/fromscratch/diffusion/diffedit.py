@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -178,21 +179,33 @@ class MaskStages:
     difference: torch.Tensor  # mean over draws and channels of |eps_Q - eps_R|
     clipped: torch.Tensor  # extremes removed: clamped at clip_ratio * the image's mean difference
     scaled: torch.Tensor  # rescaled to [0, 1]
-    mask: torch.Tensor  # scaled > threshold, as 0./1.
+    thresholded: torch.Tensor  # scaled > threshold, as 0./1.
+    mask: torch.Tensor  # the mask used: thresholded, with enclosed holes filled if asked
     timestep: int  # the timestep the input was noised to
+
+
+def fill_holes(masks: torch.Tensor) -> torch.Tensor:
+    """(B, h, w) 0/1 masks with every region they enclose filled in (scipy's binary_fill_holes)."""
+    from scipy.ndimage import binary_fill_holes
+
+    filled = [binary_fill_holes(m.bool().numpy()) for m in masks.cpu()]
+    return torch.from_numpy(np.stack(filled)).float()
 
 
 @torch.no_grad()
 def generate_mask(parts: Parts, latents: torch.Tensor, reference: str | list[str], query: str | list[str],
                   num_draws: int = 10, strength: float = 0.5, threshold: float = 0.5,
                   clip_ratio: float = 3.0, num_steps: int = 50, noise: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None, batch_size: int | None = None) -> MaskStages:
+                  generator: torch.Generator | None = None, batch_size: int | None = None,
+                  fill: bool = False) -> MaskStages:
     """DiffEdit step 1: where do the noise predictions under R and under Q disagree?
 
     The input latent is noised to `strength` (n = `num_draws` noise draws per image, or the given
     `noise` of shape (B * n, C, h, w), image-major); the UNet predicts the noise under R and under Q;
     |eps_Q - eps_R| is averaged over draws and channels, clamped at `clip_ratio` times its mean
     (removes extremes, as diffusers does), divided by that clamp (rescale to [0, 1]) and thresholded.
+    `fill` fills the holes the mask encloses (not in the paper: flat-coloured objects light up at
+    their outline more than inside).
     """
     threshold = check_fraction(threshold, "threshold")
     check_latents(parts, latents)
@@ -223,8 +236,9 @@ def generate_mask(parts: Parts, latents: torch.Tensor, reference: str | list[str
     limit = difference.mean(dim=(1, 2), keepdim=True) * clip_ratio
     clipped = torch.minimum(difference, limit)
     scaled = clipped / limit
-    mask = (scaled > threshold).float()
-    return MaskStages(difference.cpu(), clipped.cpu(), scaled.cpu(), mask.cpu(), timestep)
+    thresholded = (scaled > threshold).float().cpu()
+    mask = fill_holes(thresholded) if fill else thresholded
+    return MaskStages(difference.cpu(), clipped.cpu(), scaled.cpu(), thresholded, mask, timestep)
 
 
 # ----------------------------------------------------------------------------- step 2: encoding
@@ -333,7 +347,7 @@ def upsample_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
 def diffedit(parts: Parts, images: torch.Tensor, reference: str | list[str], query: str | list[str],
              strength: float = 0.5, num_steps: int = 50, guidance_scale: float = 7.5,
              use_mask: bool = True, encoding: str = "ddim", num_draws: int = 10, threshold: float = 0.5,
-             mask_strength: float = 0.5, generator: torch.Generator | None = None,
+             mask_strength: float = 0.5, fill: bool = False, generator: torch.Generator | None = None,
              batch_size: int | None = None) -> EditResult:
     """Edit `images` from `reference` to `query`: mask, encode, decode with mask guidance.
 
@@ -349,7 +363,7 @@ def diffedit(parts: Parts, images: torch.Tensor, reference: str | list[str], que
     if use_mask:
         stages = generate_mask(parts, latents, reference, query, num_draws=num_draws, strength=mask_strength,
                                threshold=threshold, num_steps=num_steps, generator=generator,
-                               batch_size=batch_size)
+                               batch_size=batch_size, fill=fill)
     if encoding == "ddim":
         trajectory = invert(parts, latents, strength, num_steps, batch_size=batch_size)
     else:
@@ -438,9 +452,19 @@ def mask_iou(predicted: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     return (predicted & true).sum(dim=(1, 2)) / union
 
 
-def background_psnr(edited: torch.Tensor, original: torch.Tensor, true_masks: torch.Tensor) -> float:
-    """PSNR (dB, images taken to [0, 1]) of all pixels outside the true masks, pooled over the batch."""
-    outside = ~true_masks.bool()[:, None].expand_as(original)
+def grow_masks(masks: torch.Tensor, pixels: int) -> torch.Tensor:
+    """(B, H, W) bool masks grown by `pixels` in every direction (a square structuring element)."""
+    if pixels == 0:
+        return masks.bool()
+    size = 2 * pixels + 1
+    return F.max_pool2d(masks[:, None].float(), size, stride=1, padding=pixels)[:, 0] > 0
+
+
+def background_psnr(edited: torch.Tensor, original: torch.Tensor, true_masks: torch.Tensor,
+                    grow: int = 0) -> float:
+    """PSNR (dB, images taken to [0, 1]) of all pixels outside the true masks (grown by `grow` pixels),
+    pooled over the batch."""
+    outside = ~grow_masks(true_masks, grow)[:, None].expand_as(original)
     error = ((edited.clamp(-1, 1) - original.clamp(-1, 1)) / 2)[outside]
     mse = error.double().pow(2).mean().item()
     return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1 / mse)).item()
@@ -455,8 +479,7 @@ def edit_success(classifier: torch.nn.Module, edited: torch.Tensor, edits: Shape
     """
     from fromscratch.diffusion.classifier import isolate_region, predict
 
-    size = 2 * grow + 1
-    region = F.max_pool2d(edits.true_masks[:, None].float(), size, stride=1, padding=grow)[:, 0] > 0
+    region = grow_masks(edits.true_masks, grow)
     isolated = isolate_region(edited.clamp(-1, 1).float().cpu(), region)
     if isolated.shape[-1] != 32:
         isolated = F.interpolate(isolated, size=(32, 32), mode="area")
