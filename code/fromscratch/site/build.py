@@ -236,6 +236,8 @@ def build(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.param)
     plan = {slug: post_parameters(root, slug, args.profile, overrides) for slug in slugs}
     build_dir = root / BUILD_DIR
+    if args.profile == "cpu":  # the default profile runs on what ships: never wait on the hub
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     copy_site_sources(root, build_dir)
     results = []
     if not args.render_only:
