@@ -12,7 +12,6 @@ import yaml
 
 from fromscratch.site import notebook, scaffold
 from fromscratch.site.runinfo import PROFILES
-
 from site_paths import POSTS, ROOT, post_notebook
 
 QUARTO = yaml.safe_load((ROOT / "_quarto.yml").read_text())

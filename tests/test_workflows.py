@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from fromscratch.site.build import list_posts
 
 ROOT = Path(__file__).resolve().parents[1]

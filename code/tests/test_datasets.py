@@ -6,9 +6,10 @@ import datasets as hf
 import numpy as np
 import pytest
 import torch
-from fromscratch import datasets
 from PIL import Image
 from sklearn.datasets import load_digits
+
+from fromscratch import datasets
 
 CLASSES = ["zero", "one", "two"]
 

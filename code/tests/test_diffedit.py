@@ -3,6 +3,7 @@
 import pytest
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler, StableDiffusionDiffEditPipeline
+
 from fromscratch.diffusion import diffedit as de
 from fromscratch.diffusion.parts import load_parts
 from fromscratch.diffusion.testing import make_tiny_sd

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from fromscratch.diffusion.classifier import CLASSIFIER_PATH, isolate_region, load_classifier, predict
 from fromscratch.diffusion.metrics import adherence, diversity
 from fromscratch.diffusion.shapes import make_shapes

@@ -1,6 +1,7 @@
 """Loading SD's parts: sha256 check of the shipped weights, one-line offline error for a hub id."""
 
 import pytest
+
 from fromscratch.diffusion import parts
 from fromscratch.diffusion.parts import ModelNotAvailableError, check_sha256, load_parts, sha256_of
 

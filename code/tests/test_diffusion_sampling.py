@@ -3,6 +3,7 @@
 import pytest
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+
 from fromscratch.diffusion.parts import load_parts
 from fromscratch.diffusion.sampling import generate, prompt_embeddings, to_unit
 from fromscratch.diffusion.testing import make_tiny_sd

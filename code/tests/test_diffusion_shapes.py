@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from fromscratch.diffusion.shapes import COLOURS, POSITIONS, SHAPES, make_shapes, shape_mask
 
 

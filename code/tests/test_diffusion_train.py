@@ -1,6 +1,7 @@
 """The mini SD training command end to end on a toy budget: train, save, load with sha256, sample."""
 
 import torch
+
 from fromscratch.diffusion.parts import load_mini, sha256_of
 from fromscratch.diffusion.sampling import generate
 from fromscratch.diffusion.train import mini_scheduler, save_mini, train

@@ -6,6 +6,7 @@ import random
 
 import pytest
 import torch
+
 from fromscratch.einsum import align, einsum, parse, take_diagonals
 
 

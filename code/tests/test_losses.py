@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from fromscratch import losses
 
 DTYPES = [torch.float64, torch.float32]

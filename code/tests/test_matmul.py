@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from fromscratch import matmul as mm
 
 SHAPES = [(1, 7, 5), (6, 9, 1), (1, 1, 1), (5, 1, 3), (13, 17, 11), (33, 40, 35), (64, 32, 48)]
