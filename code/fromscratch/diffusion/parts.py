@@ -21,7 +21,7 @@ from fromscratch.device import resolve_device
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 MINI_SD_PATH = REPO_ROOT / "data" / "mini_sd.safetensors"
-MINI_SD_SHA256 = "to-be-filled-after-training"
+MINI_SD_SHA256 = "0e9eeac62d2df6488a26c8bfc292b129478d9fb772a8a7c9bd5de888b7a74e99"
 MINI_SD_COMMAND = "python -m fromscratch.diffusion.train"
 MINI_TEXT_LENGTH = 16  # tokens: every shapes caption fits (SD pads CLIP's tokens to 77 the same way)
 

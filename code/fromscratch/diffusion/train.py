@@ -2,7 +2,7 @@
 
 The parts: the frozen all-MiniLM-L6-v2 text encoder (per-token hidden states as the cross-attention
 context, padded to 16 tokens), a pixel-space diffusers UNet2DConditionModel at 32x32 (no autoencoder:
-32x32x3 is already smaller than SD's 64x64x4 latents), and a DDIM scheduler with a cosine noise schedule.
+32x32x3 is already smaller than SD's 64x64x4 latents), and a DDIM scheduler with SD's noise schedule.
 The UNet learns to predict the added noise; captions are dropped (replaced by "") with probability
 `caption_dropout`, so the same network also gives the unconditional prediction that classifier-free
 guidance needs. Weights are an exponential moving average, saved with their configs as safetensors.
@@ -36,9 +36,15 @@ def mini_unet_config() -> dict:
 
 
 def mini_scheduler() -> DDIMScheduler:
-    """Cosine noise schedule (better than SD's for small pixel images), DDIM steps spaced to end at t=0."""
-    return DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=True,
-                         set_alpha_to_one=True, timestep_spacing="trailing", prediction_type="epsilon")
+    """SD's own noise schedule, DDIM steps from t=999; no clipping (it breaks guidance at large s).
+
+    SD's scaled-linear schedule keeps a little signal at t=999 (sqrt(alpha_bar) = 0.07), so the clean
+    image implied by a noise prediction stays well conditioned at the first step. (A cosine schedule
+    keeps 5e-5 there: any error of an epsilon-predicting UNet is then magnified 20000 times.)
+    """
+    return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                         beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=True,
+                         timestep_spacing="trailing", prediction_type="epsilon")
 
 
 @torch.no_grad()
