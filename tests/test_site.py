@@ -139,6 +139,15 @@ def test_shared_cells_match_site_settings(slug: str) -> None:
 
 @needs_posts
 @pytest.mark.parametrize("slug", POSTS)
+def test_no_control_characters(slug: str) -> None:
+    """A backspace or form feed in a cell is a LaTeX backslash lost to a Python escape (\\beta)."""
+    for index, cell in enumerate(post_notebook(slug).cells):
+        bad = sorted({hex(ord(ch)) for ch in cell.source if ord(ch) < 32 and ch not in "\n\t"})
+        assert not bad, f"cell {index} holds control characters {bad}"
+
+
+@needs_posts
+@pytest.mark.parametrize("slug", POSTS)
 def test_citations_exist_and_images_have_alt(slug: str) -> None:
     nb = post_notebook(slug)
     assert notebook.cited_keys(nb) <= BIB_KEYS, notebook.cited_keys(nb) - BIB_KEYS
