@@ -79,3 +79,17 @@ def test_scaffolded_post_is_complete_and_clean(tmp_path: Path) -> None:
     (tmp_path / "_quarto.yml").write_text("website:\n  repo-url: https://github.com/new/place\n")
     assert scaffold.sync(tmp_path) == ["my-post"]
     assert "github.com/new/place" in scaffold.tagged(notebook.read(path), scaffold.COLAB_TAG)[0].source
+
+
+def test_source_markdown_unwraps_numba_dispatchers() -> None:
+    import numba
+
+    from fromscratch.site.show import source_markdown
+
+    @numba.njit
+    def twice(x):
+        return 2 * x
+
+    text = source_markdown(twice)
+    assert text.startswith("```python\n") and text.endswith("\n```")
+    assert "def twice(x):" in text and "return 2 * x" in text
