@@ -64,6 +64,19 @@ def timeit(fn: Callable[[], Any], name: str = "", *, warmup: int = 1, repeats: i
     return timing
 
 
+def interleaved_times(candidates: dict[str, Callable[[], Any]], rounds: int, repeats: int = 1,
+                      warmup: int = 1, device: str | torch.device = "cpu") -> dict[str, list[float]]:
+    """Seconds per call of each candidate, timed in alternating rounds so load hits all alike."""
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            times[name] += timeit(fn, name, warmup=0, repeats=repeats, device=device).times
+    return times
+
+
 def compare(candidates: dict[str, Callable[[], Any]], reference: str, **timeit_kwargs: Any
             ) -> list[dict[str, Any]]:
     """Time each candidate and report its median and its ratio to `reference` (>1 = slower)."""

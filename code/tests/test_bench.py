@@ -46,3 +46,13 @@ def test_formatting_helpers() -> None:
     assert format_seconds(5e-7) == "500 ns"
     assert gflops(2e9, 0.5) == 4.0
     assert table([{"name": "a", "x": 0.5}]).splitlines() == ["| name | x |", "|---|---|", "| a | 0.5 |"]
+
+
+def test_interleaved_times_alternate_after_warmup() -> None:
+    from fromscratch.bench import interleaved_times
+
+    calls: list[str] = []
+    times = interleaved_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                              rounds=3, repeats=2, warmup=1)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3
+    assert {name: len(t) for name, t in times.items()} == {"a": 6, "b": 6}

@@ -12,25 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from fromscratch import losses
-from fromscratch.bench import peak_memory_bytes, timeit
+from fromscratch.bench import interleaved_times, peak_memory_bytes
 from fromscratch.device import resolve_device
 
 FULL_SIZES = ((256, 10), (1024, 100), (4096, 1000), (1024, 32000), (8192, 32000))
 QUICK_SIZES = ((256, 10), (1024, 100), (4096, 1000))
 TARGET_SIZE = (4096, 1000)
 TARGET_RATIO = 1.5
-
-
-def interleaved_times(candidates: dict[str, Callable[[], Any]], rounds: int, repeats: int,
-                      device: torch.device) -> dict[str, list[float]]:
-    """Time the candidates in alternating rounds, so load from other processes hits all alike."""
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    for fn in candidates.values():
-        fn()  # warm-up: allocator, threads, caches
-    for _ in range(rounds):
-        for name, fn in candidates.items():
-            times[name] += timeit(fn, name, warmup=0, repeats=repeats, device=device).times
-    return times
 
 
 def forward_and_backward(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -62,7 +50,7 @@ def measure(batch: int, classes: int, dtype: torch.dtype = torch.float32, device
         "ours_fwd_bwd": forward_and_backward(losses.cross_entropy, logits, target),
         "torch_fwd_bwd": forward_and_backward(F.cross_entropy, logits, target),
     }
-    times = interleaved_times(candidates, rounds, repeats, dev)
+    times = interleaved_times(candidates, rounds, repeats, device=dev)
     for name, values in times.items():
         row[f"{name}_s"] = statistics.median(values)
         row[f"{name}_best_s"] = min(values)

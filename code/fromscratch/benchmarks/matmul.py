@@ -10,34 +10,14 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
-from collections.abc import Callable
 
 import numba
 import torch
 
 from fromscratch import matmul as mm
-from fromscratch.bench import gflops
-from fromscratch.device import synchronize
+from fromscratch.bench import gflops, interleaved_times
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
-
-
-def alternating_times(candidates: dict[str, Callable[[], object]], rounds: int, device: str = "cpu",
-                      warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each candidate, calling them in turn `rounds` times (after `warmup`)."""
-    for fn in candidates.values():
-        for _ in range(warmup):
-            fn()
-    synchronize(device)
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(rounds):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def rows_for(times: dict[str, list[float]], flop: int, reference: str) -> list[dict]:
@@ -60,9 +40,9 @@ def cpu_benchmark(size: int, rounds: int) -> list[dict]:
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=generator)
     b = torch.randn(size, size, generator=generator)
-    alone = alternating_times({"torch.matmul alone": lambda: torch.matmul(a, b)}, rounds=rounds)
+    alone = interleaved_times({"torch.matmul alone": lambda: torch.matmul(a, b)}, rounds=rounds)
     error = (mm.matmul_numba_parallel(a, b) - a @ b).abs().max().item()
-    times = alternating_times({"torch.matmul": lambda: torch.matmul(a, b),
+    times = interleaved_times({"torch.matmul": lambda: torch.matmul(a, b),
                                "numba parallel blocked": lambda: mm.matmul_numba_parallel(a, b)},
                               rounds=rounds)
     times = {**alone, **times}  # torch timed before numba's threads existed, and in alternation
@@ -84,7 +64,7 @@ def gpu_benchmark(size: int, rounds: int) -> list[dict]:
     expected = torch.matmul(a.double(), b.double())
     errors = {name: (mm.RUNGS[name](a, b).double() - expected).abs().max().item() for name in mm.CUDA_RUNGS}
     del expected
-    times = alternating_times({"cuBLAS torch.matmul": lambda: torch.matmul(a, b),
+    times = interleaved_times({"cuBLAS torch.matmul": lambda: torch.matmul(a, b),
                                **{name: (lambda f=mm.RUNGS[name]: f(a, b)) for name in mm.CUDA_RUNGS}},
                               rounds=rounds, device="cuda")
     rows = rows_for(times, mm.matmul_flop(size, size, size), "cuBLAS torch.matmul")
