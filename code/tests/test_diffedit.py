@@ -1,5 +1,6 @@
 """DiffEdit's three steps on the tiny random SD, checked against diffusers' DiffEdit pipeline."""
 
+import numpy as np
 import pytest
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler, StableDiffusionDiffEditPipeline
@@ -215,6 +216,28 @@ def test_shape_edits_change_one_word():
     assert edits.true_masks.flatten(1).any(1).all()
     resized = de.shape_edits(4, seed=3, image_size=64)
     assert resized.images.shape == (4, 3, 64, 64) and resized.true_masks.shape == (4, 64, 64)
+    assert resized.edit_masks.shape == (4, 64, 64)
+
+
+def test_edit_masks_hold_old_and_new_shape():
+    from fromscratch.diffusion.shapes import SHAPES, make_shapes, shape_mask
+
+    data = make_shapes(40, seed=5, p_two=0)
+    for i in range(len(data)):  # the recorded centre and half-width redraw the shape's exact mask
+        (cx, cy), radius = data.centre[i, 0], data.radius[i, 0]
+        redrawn = shape_mask(SHAPES[data.shape[i, 0]], cx, cy, radius, 32)
+        assert np.array_equal(redrawn, data.masks[i, 0].numpy())
+    edits = de.shape_edits(40, seed=5, p_two=0)
+    for i, kind in enumerate(edits.kind):
+        assert torch.equal(edits.edit_masks[i] & edits.true_masks[i], edits.true_masks[i])
+        (cx, cy), radius = data.centre[i, 0], data.radius[i, 0]
+        new_shape = shape_mask(SHAPES[edits.target_shape[i]], cx, cy, radius, 32)
+        expected = edits.true_masks[i] | torch.from_numpy(new_shape)
+        assert torch.equal(edits.edit_masks[i], expected)
+        if kind == "colour":
+            assert torch.equal(edits.edit_masks[i], edits.true_masks[i])
+    grown = sum(int((edits.edit_masks[i] & ~edits.true_masks[i]).sum()) for i in range(1, 40, 2))
+    assert grown > 0  # a new kind of shape sticks out of the old outline somewhere
 
 
 def test_metrics():

@@ -382,7 +382,8 @@ class ShapeEdits:
     images: torch.Tensor  # (B, 3, S, S) in [-1, 1]
     reference: list[str]  # the caption of the input (R)
     query: list[str]  # the same caption with one word changed (Q)
-    true_masks: torch.Tensor  # (B, S, S) bool: the shape being edited
+    true_masks: torch.Tensor  # (B, S, S) bool: the shape being edited, as it is in the input
+    edit_masks: torch.Tensor  # (B, S, S) bool: every pixel a correct edit changes (old shape | new shape)
     target_shape: torch.Tensor  # (B,) index into shapes.SHAPES the edit asks for
     target_colour: torch.Tensor  # (B,) index into shapes.COLOURS
     kind: list[str]  # "colour" or "shape"
@@ -393,8 +394,8 @@ class ShapeEdits:
     def subset(self, count: int) -> ShapeEdits:
         """The first `count` tasks."""
         return ShapeEdits(self.images[:count], self.reference[:count], self.query[:count],
-                          self.true_masks[:count], self.target_shape[:count], self.target_colour[:count],
-                          self.kind[:count])
+                          self.true_masks[:count], self.edit_masks[:count], self.target_shape[:count],
+                          self.target_colour[:count], self.kind[:count])
 
 
 def replace_word(text: str, old: str, new: str) -> str:
@@ -410,13 +411,16 @@ def shape_edits(n: int, seed: int = 0, image_size: int | None = None, p_two: flo
     """`n` edits of shapes images (data seed `seed`): even ones recolour a shape, odd ones change its kind.
 
     In a two-shape image the edited shape is picked at random, and only its half of the caption changes.
-    `image_size` resizes images (bilinear) and masks (nearest) for a model that works at another size.
+    A new kind of shape does not fit the old outline (a triangle's corners stick out of a circle), so the
+    region a correct edit changes, `edit_masks`, is the old shape plus the new one drawn at the same centre
+    and size (less any other shape); for a recolour it is the old shape. `image_size` resizes images
+    (bilinear) and masks (nearest) for a model that works at another size.
     """
-    from fromscratch.diffusion.shapes import COLOURS, SHAPES, make_shapes
+    from fromscratch.diffusion.shapes import COLOURS, SHAPES, make_shapes, shape_mask
 
     data = make_shapes(n, seed=seed, p_two=p_two)
     rng = torch.Generator().manual_seed(seed)
-    reference, query, kinds, masks, shapes_, colours = [], [], [], [], [], []
+    reference, query, kinds, masks, regions, shapes_, colours = [], [], [], [], [], [], []
     for i in range(n):
         k = int(torch.randint(int(data.n_shapes[i]), (1,), generator=rng))
         shape, colour = SHAPES[data.shape[i, k]], COLOURS[data.colour[i, k]]
@@ -435,14 +439,19 @@ def shape_edits(n: int, seed: int = 0, image_size: int | None = None, p_two: flo
         query.append(" and ".join(halves))
         kinds.append(kind)
         masks.append(data.masks[i, k])
+        (cx, cy), radius, size = data.centre[i, k], data.radius[i, k], data.images.shape[-1]
+        others = data.masks[i].any(0) & ~data.masks[i, k]
+        new_mask = torch.from_numpy(shape_mask(new_shape, cx, cy, radius, size))
+        regions.append(data.masks[i, k] | (new_mask & ~others))
         shapes_.append(SHAPES.index(new_shape))
         colours.append(COLOURS.index(new_colour))
-    images, true_masks = data.images, torch.stack(masks)
+    images, true_masks, edit_masks = data.images, torch.stack(masks), torch.stack(regions)
     if image_size is not None and image_size != images.shape[-1]:
         images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
-        true_masks = F.interpolate(true_masks[:, None].float(), size=(image_size, image_size))[:, 0] > 0.5
-    return ShapeEdits(images, reference, query, true_masks, torch.tensor(shapes_), torch.tensor(colours),
-                      kinds)
+        true_masks, edit_masks = (F.interpolate(m[:, None].float(), size=(image_size, image_size))[:, 0] > 0.5
+                                  for m in (true_masks, edit_masks))
+    return ShapeEdits(images, reference, query, true_masks, edit_masks, torch.tensor(shapes_),
+                      torch.tensor(colours), kinds)
 
 
 def mask_iou(predicted: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
@@ -471,15 +480,16 @@ def background_psnr(edited: torch.Tensor, original: torch.Tensor, true_masks: to
 
 
 def edit_success(classifier: torch.nn.Module, edited: torch.Tensor, edits: ShapeEdits,
-                 grow: int = 2) -> torch.Tensor:
+                 grow: int = 1) -> torch.Tensor:
     """Does the shapes classifier read the query's shape and colour in the edited region? (B,) bool.
 
-    The region is the true mask grown by `grow` pixels (a new shape need not fit the old outline);
-    everything else is painted over, then the image is brought to the classifier's 32x32.
+    The region is the edit mask (old shape | new shape) grown by `grow` pixels (the model need not draw
+    the new shape at exactly the old size); everything else is painted over, then the image is brought
+    to the classifier's 32x32.
     """
     from fromscratch.diffusion.classifier import isolate_region, predict
 
-    region = grow_masks(edits.true_masks, grow)
+    region = grow_masks(edits.edit_masks, grow)
     isolated = isolate_region(edited.clamp(-1, 1).float().cpu(), region)
     if isolated.shape[-1] != 32:
         isolated = F.interpolate(isolated, size=(32, 32), mode="area")

@@ -42,6 +42,8 @@ class ShapesData:
     size: np.ndarray            # (N,2) index into SIZES
     position: np.ndarray        # (N,2) index into POSITIONS
     textured: np.ndarray        # (N,) bool: striped background
+    centre: np.ndarray          # (N,2,2) float: (x, y) in pixels of each shape's centre, nan where absent
+    radius: np.ndarray          # (N,2) float: half-width in pixels (shape_mask's radius), nan where absent
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -117,6 +119,7 @@ def make_shapes(n: int, seed: int = 0, size: int = 32, p_two: float = 0.25, p_te
     masks = np.zeros((n, 2, size, size), bool)
     labels = {key: np.full((n, 2), -1, np.int64) for key in ("shape", "colour", "size", "position")}
     n_shapes, textured, captions = np.ones(n, np.int64), np.zeros(n, bool), []
+    centres, radii = np.full((n, 2, 2), np.nan), np.full((n, 2), np.nan)
     for i in range(n):
         textured[i] = rng.random() < p_textured
         image = background(rng, size, textured[i])
@@ -131,6 +134,7 @@ def make_shapes(n: int, seed: int = 0, size: int = 32, p_two: float = 0.25, p_te
             size_name = SIZES[rng.integers(len(SIZES))] if not two else "small"
             cx, cy, radius = _place(rng, position, size_name, size)
             mask = shape_mask(shape, cx, cy, radius, size)
+            centres[i, k], radii[i, k] = (cx, cy), radius
             rgb = np.clip(np.array(COLOUR_RGB[colour]) + rng.uniform(-0.05, 0.05, 3), 0, 1)
             image[:, mask] = rgb[:, None]
             masks[i, k] = mask
@@ -145,7 +149,8 @@ def make_shapes(n: int, seed: int = 0, size: int = 32, p_two: float = 0.25, p_te
         captions.append(" and ".join(parts))
         images[i] = image
     return ShapesData(torch.from_numpy(images * 2 - 1), torch.from_numpy(masks), captions, n_shapes,
-                      labels["shape"], labels["colour"], labels["size"], labels["position"], textured)
+                      labels["shape"], labels["colour"], labels["size"], labels["position"], textured,
+                      centres, radii)
 
 
 def prompt_grid() -> list[tuple[str, str, str]]:
