@@ -1,10 +1,11 @@
 """The mini SD training command end to end on a toy budget: train, save, load with sha256, sample."""
 
+import pytest
 import torch
 
 from fromscratch.diffusion.parts import load_mini, sha256_of
 from fromscratch.diffusion.sampling import generate
-from fromscratch.diffusion.train import mini_scheduler, save_mini, train
+from fromscratch.diffusion.train import mini_scheduler, mini_unet_config, save_mini, snr_weights, train
 
 
 def test_train_save_load_generate(tmp_path):
@@ -23,3 +24,22 @@ def test_train_save_load_generate(tmp_path):
                       generator=torch.Generator().manual_seed(0))
     assert images.shape == (2, 3, 32, 32) and torch.isfinite(images).all()
     assert torch.equal(parts.encode_images(images), images)  # pixel space: latents are the images
+
+
+def test_unet_config_places_cross_attention_at_the_coarsest_levels():
+    config = mini_unet_config((8, 16, 32), attention_levels=2)
+    assert config["down_block_types"] == ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
+    assert config["up_block_types"] == ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
+    with pytest.raises(ValueError, match="attention_levels"):
+        mini_unet_config(attention_levels=0)
+
+
+def test_min_snr_weights():
+    scheduler = mini_scheduler()
+    t = torch.tensor([0, 500, 999])
+    alpha_bar = scheduler.alphas_cumprod[t]
+    snr = alpha_bar / (1 - alpha_bar)
+    expected = torch.minimum(snr, torch.tensor(5.0)) / snr
+    torch.testing.assert_close(snr_weights(scheduler, t, 5.0), expected)
+    assert snr_weights(scheduler, t, 5.0)[0] < 0.01 and snr_weights(scheduler, t, 5.0)[2] == 1.0
+    assert torch.equal(snr_weights(scheduler, t, None), torch.ones(3))

@@ -26,12 +26,17 @@ from fromscratch.diffusion.shapes import make_shapes
 IMAGE_SIZE = 32
 
 
-def mini_unet_config() -> dict:
-    """A small UNet: 16/32/64 channels at 32/16/8 pixels, text cross-attention at 8x8 (and in the middle)."""
-    return dict(sample_size=IMAGE_SIZE, in_channels=3, out_channels=3, layers_per_block=1,
-                block_out_channels=(16, 32, 64),
-                down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
-                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+def mini_unet_config(channels: tuple[int, ...] = (16, 32, 64), attention_levels: int = 1,
+                     layers_per_block: int = 1) -> dict:
+    """A small UNet: `channels` at 32/16/8 pixels, text cross-attention at the `attention_levels`
+    coarsest resolutions (and in the middle)."""
+    if not 1 <= attention_levels <= len(channels):
+        raise ValueError(f"attention_levels must be in [1, {len(channels)}], got {attention_levels}")
+    plain = len(channels) - attention_levels
+    down = ("DownBlock2D",) * plain + ("CrossAttnDownBlock2D",) * attention_levels
+    up = ("CrossAttnUpBlock2D",) * attention_levels + ("UpBlock2D",) * plain
+    return dict(sample_size=IMAGE_SIZE, in_channels=3, out_channels=3, layers_per_block=layers_per_block,
+                block_out_channels=tuple(channels), down_block_types=down, up_block_types=up,
                 cross_attention_dim=384, attention_head_dim=4, norm_num_groups=8)
 
 
@@ -74,19 +79,36 @@ def save_mini(unet: UNet2DConditionModel, scheduler: DDIMScheduler, path: str | 
     return sha256_of(path)
 
 
+def snr_weights(scheduler: DDIMScheduler, t: torch.Tensor, gamma: float | None) -> torch.Tensor:
+    """Min-SNR-gamma loss weights min(SNR_t, gamma) / SNR_t for noise prediction (1 if gamma is None).
+
+    Hang et al. (2023): the noise-prediction loss of nearly clean images (large SNR) is easy and
+    dominates the gradient; capping their weight lets the few training steps go to the noisy levels,
+    where the picture's shape and colour are decided.
+    """
+    if gamma is None:
+        return torch.ones(len(t), device=t.device)
+    alpha_bar = scheduler.alphas_cumprod.to(t.device)[t]
+    snr = alpha_bar / (1 - alpha_bar)
+    return snr.clamp(max=gamma) / snr
+
+
 def train(steps: int, batch_size: int, lr: float, n_images: int, data_seed: int, seed: int,
-          caption_dropout: float, ema_decay: float, device: str = "cpu") -> tuple[UNet2DConditionModel, list]:
-    """Train the mini UNet; returns the EMA model and the loss history."""
+          caption_dropout: float, ema_decay: float, device: str = "cpu", unet_config: dict | None = None,
+          min_snr_gamma: float | None = None) -> tuple[UNet2DConditionModel, list]:
+    """Train the mini UNet (default: `mini_unet_config()`); returns the EMA model and the loss history."""
     device = torch.device(device)
+    config = unet_config or mini_unet_config()
     data = make_shapes(n_images, seed=data_seed)
     table, rows = caption_table(data.captions, device)
     images = data.images.to(device)
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**mini_unet_config()).to(device)
-    ema = UNet2DConditionModel(**mini_unet_config()).to(device).requires_grad_(False)
+    unet = UNet2DConditionModel(**config).to(device)
+    ema = UNet2DConditionModel(**config).to(device).requires_grad_(False)
     ema.load_state_dict(unet.state_dict())
+    ema_params, params = list(ema.parameters()), list(unet.parameters())
     scheduler = mini_scheduler()
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.05)
     losses = []
     bar = tqdm(range(steps), desc="mini SD", mininterval=5)
@@ -97,15 +119,16 @@ def train(steps: int, batch_size: int, lr: float, n_images: int, data_seed: int,
         context = table[torch.where(keep, rows[index], 0)]
         noise = torch.randn_like(x0)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), device=device)
-        loss = F.mse_loss(unet(scheduler.add_noise(x0, noise, t), t, context).sample, noise)
+        predicted = unet(scheduler.add_noise(x0, noise, t), t, context).sample
+        error = F.mse_loss(predicted, noise, reduction="none")
+        loss = (error.mean(dim=(1, 2, 3)) * snr_weights(scheduler, t, min_snr_gamma)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         schedule.step()
         decay = min(ema_decay, (1 + step) / (10 + step))
-        for p_ema, p in zip(ema.parameters(), unet.parameters(), strict=True):
-            p_ema.lerp_(p.detach(), 1 - decay)
+        torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1 - decay)
         losses.append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
@@ -114,7 +137,7 @@ def train(steps: int, batch_size: int, lr: float, n_images: int, data_seed: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Train the mini Stable Diffusion on the shapes data.")
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--n-images", type=int, default=20000)
@@ -122,14 +145,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="initialisation and noise seed")
     parser.add_argument("--caption-dropout", type=float, default=0.15)
     parser.add_argument("--ema-decay", type=float, default=0.998)
+    parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64],
+                        help="UNet channels per level")
+    parser.add_argument("--attention-levels", type=int, default=1,
+                        help="how many of the coarsest levels get text cross-attention")
+    parser.add_argument("--min-snr-gamma", type=float, default=None,
+                        help="min-SNR loss weighting (Hang et al. 2023); default: plain MSE")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1: fastest on a busy CPU)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=str(MINI_SD_PATH))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
+    config = mini_unet_config(tuple(args.channels), args.attention_levels)
     unet, losses = train(args.steps, args.batch_size, args.lr, args.n_images, args.data_seed, args.seed,
-                         args.caption_dropout, args.ema_decay, args.device)
+                         args.caption_dropout, args.ema_decay, args.device, config, args.min_snr_gamma)
     seconds = time.perf_counter() - start
     settings = {k: v for k, v in vars(args).items() if k != "out"}
     digest = save_mini(unet, mini_scheduler(), args.out, {**settings, "wall_seconds": round(seconds)})
