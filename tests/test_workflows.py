@@ -237,7 +237,11 @@ def test_gpu_job_runs_the_projects_command_on_the_configured_runner(publish: dic
     _, job = matrix_job(publish)
     assert re.fullmatch(r"\$\{\{ vars\.GPU_RUNNER_LABEL \|\| '[\w-]+' \}\}", job["runs-on"])
     command = 'make site ARGS="--profile gpu --posts ${SLUG} --no-render"'
-    assert command in [s.get("run") for s in steps(job)]
+    runs = [s.get("run") for s in steps(job)]
+    assert command in runs
+    install = "make setup && .venv/bin/python -m pip install --quiet -r requirements-gpu.txt"
+    assert install in runs and runs.index(install) < runs.index(command), "numba's CUDA target first"
+    assert re.search(r"^numba-cuda\[cu13\]==[\d.]+$", (ROOT / "requirements-gpu.txt").read_text(), re.M)
     [cache] = [s for s in steps(job) if uses(s) == "actions/cache"]
     assert cache["with"]["path"] == "${{ env.HF_HOME }}" and job["env"]["HF_HOME"]
     assert "matrix.slug" in cache["with"]["key"], "one cache per post: parallel jobs must not race"
