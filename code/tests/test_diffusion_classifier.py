@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from fromscratch.diffusion.classifier import CLASSIFIER_PATH, isolate_region, load_classifier, predict
+from fromscratch.diffusion.classifier import (
+    CLASSIFIER_PATH,
+    isolate_region,
+    load_classifier,
+    predict,
+    tint_backgrounds,
+)
 from fromscratch.diffusion.metrics import adherence, diversity
 from fromscratch.diffusion.shapes import make_shapes
 
@@ -21,6 +27,18 @@ def test_reads_shape_and_colour_of_fresh_images(classifier):
     shape, colour = predict(classifier, data.images)
     assert (shape == data.shape[:, 0]).mean() > 0.95 and (colour == data.colour[:, 0]).mean() > 0.95
     assert adherence(classifier, data.images, data.shape[:, 0], data.colour[:, 0]).mean() > 0.9
+
+
+def test_reads_the_shape_not_the_background_tint(classifier):
+    data = make_shapes(200, seed=321, p_two=0)
+    generator = torch.Generator().manual_seed(0)
+    colours = torch.rand(200, 3, generator=generator) * 2 - 1
+    tinted = tint_backgrounds(data.images, data.masks[:, 0], torch.full((200,), 0.6), colours)
+    outside = ~data.masks[:, 0, None].expand_as(tinted)
+    assert torch.equal(tinted[~outside], data.images[~outside])  # the shape itself is untouched
+    assert (tinted[outside] - data.images[outside]).abs().mean() > 0.2
+    shape, colour = predict(classifier, tinted)
+    assert (shape == data.shape[:, 0]).mean() > 0.95 and (colour == data.colour[:, 0]).mean() > 0.95
 
 
 def test_isolating_one_shape_of_two(classifier):

@@ -21,7 +21,7 @@ from fromscratch.device import resolve_device
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 MINI_SD_PATH = REPO_ROOT / "data" / "mini_sd.safetensors"
-MINI_SD_SHA256 = "0e9eeac62d2df6488a26c8bfc292b129478d9fb772a8a7c9bd5de888b7a74e99"
+MINI_SD_SHA256 = "d46d0f926da23fb23bf99d5f152552b0e85eb0c7466238f41920a5e61920f59f"
 MINI_SD_COMMAND = "python -m fromscratch.diffusion.train"
 MINI_TEXT_LENGTH = 16  # tokens: every shapes caption fits (SD pads CLIP's tokens to 77 the same way)
 
