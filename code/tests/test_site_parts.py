@@ -93,3 +93,24 @@ def test_source_markdown_unwraps_numba_dispatchers() -> None:
     text = source_markdown(twice)
     assert text.startswith("```python\n") and text.endswith("\n```")
     assert "def twice(x):" in text and "return 2 * x" in text
+
+
+def test_quiet_libraries_silences_loading_bars_and_notices():
+    from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub.utils import are_progress_bars_disabled
+    from transformers.utils import logging as transformers_logging
+
+    from fromscratch.site.quiet import quiet_libraries
+
+    try:
+        quiet_libraries()
+        for library in (diffusers_logging, transformers_logging):
+            assert library.get_verbosity() == library.ERROR
+            assert not library.is_progress_bar_enabled()
+        assert are_progress_bars_disabled()
+    finally:
+        for library in (diffusers_logging, transformers_logging):
+            library.set_verbosity_warning()
+            library.enable_progress_bar()
+        from huggingface_hub.utils import enable_progress_bars
+        enable_progress_bars()
