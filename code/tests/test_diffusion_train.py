@@ -43,3 +43,14 @@ def test_min_snr_weights():
     torch.testing.assert_close(snr_weights(scheduler, t, 5.0), expected)
     assert snr_weights(scheduler, t, 5.0)[0] < 0.01 and snr_weights(scheduler, t, 5.0)[2] == 1.0
     assert torch.equal(snr_weights(scheduler, t, None), torch.ones(3))
+
+
+def test_short_runs_train():
+    # OneCycleLR divides by zero when 5% of the steps is exactly one step (20 steps).
+    settings = dict(batch_size=2, lr=1e-3, n_images=8, data_seed=0, seed=0, caption_dropout=0.5,
+                    ema_decay=0.9)
+    for steps in (2, 20, 39):
+        _, losses = train(steps=steps, **settings)
+        assert len(losses) == steps
+    with pytest.raises(ValueError, match="steps must be at least 2"):
+        train(steps=1, **settings)

@@ -97,6 +97,8 @@ def train(steps: int, batch_size: int, lr: float, n_images: int, data_seed: int,
           caption_dropout: float, ema_decay: float, device: str = "cpu", unet_config: dict | None = None,
           min_snr_gamma: float | None = None) -> tuple[UNet2DConditionModel, list]:
     """Train the mini UNet (default: `mini_unet_config()`); returns the EMA model and the loss history."""
+    if steps < 2:
+        raise ValueError(f"steps must be at least 2 (a one-cycle learning rate needs them), got {steps}")
     device = torch.device(device)
     config = unet_config or mini_unet_config()
     data = make_shapes(n_images, seed=data_seed)
@@ -109,7 +111,8 @@ def train(steps: int, batch_size: int, lr: float, n_images: int, data_seed: int,
     ema_params, params = list(ema.parameters()), list(unet.parameters())
     scheduler = mini_scheduler()
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.05)
+    warmup = 0.05 if 0.05 * steps >= 2 else 1.5 / steps  # OneCycleLR divides by zero at 1 warm-up step
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=warmup)
     losses = []
     bar = tqdm(range(steps), desc="mini SD", mininterval=5)
     for step in bar:
