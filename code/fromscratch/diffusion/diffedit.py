@@ -469,11 +469,9 @@ def grow_masks(masks: torch.Tensor, pixels: int) -> torch.Tensor:
     return F.max_pool2d(masks[:, None].float(), size, stride=1, padding=pixels)[:, 0] > 0
 
 
-def background_psnr(edited: torch.Tensor, original: torch.Tensor, true_masks: torch.Tensor,
-                    grow: int = 0) -> float:
-    """PSNR (dB, images taken to [0, 1]) of all pixels outside the true masks (grown by `grow` pixels),
-    pooled over the batch."""
-    outside = ~grow_masks(true_masks, grow)[:, None].expand_as(original)
+def background_psnr(edited: torch.Tensor, original: torch.Tensor, masks: torch.Tensor) -> float:
+    """PSNR (dB, images taken to [0, 1]) of all pixels outside `masks` (B, H, W), pooled over the batch."""
+    outside = ~masks.bool()[:, None].expand_as(original)
     error = ((edited.clamp(-1, 1) - original.clamp(-1, 1)) / 2)[outside]
     mse = error.double().pow(2).mean().item()
     return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1 / mse)).item()
