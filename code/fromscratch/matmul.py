@@ -17,16 +17,30 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from numba import cuda, float32, njit, prange
+from numba import cuda, float32, njit, prange, uint32
 
 TILE = 32  # side of the square tiles that the tiled CUDA kernel stages in shared memory
 ROWS_PER_THREAD = 4  # outputs each thread of the tiled kernel computes (one column, 4 rows)
 THREAD_ROWS = TILE // ROWS_PER_THREAD  # the tiled kernel's blocks are TILE x THREAD_ROWS threads
 NAIVE_BLOCK = (16, 16)  # threads per block of the one-thread-per-output kernel
+BLOCK_M = 128  # rows of c that one block of the register-tiled kernel computes
+BLOCK_N = 64  # columns of c that one block of the register-tiled kernel computes
+BLOCK_K = 16  # width of the slice of the inner dimension staged in shared memory per step
+FRAG_M = 8  # rows of the fragment of c that each thread of that kernel keeps in registers
+FRAG_N = 4  # columns of that fragment: 32 running sums per thread
+FRAG_THREADS_M = BLOCK_M // FRAG_M  # 16 threads share the block's rows ...
+FRAG_THREADS_N = BLOCK_N // FRAG_N  # ... and 16 its columns: 256 threads per block
+REGISTER_THREADS = FRAG_THREADS_M * FRAG_THREADS_N
+A_TILE_WIDTH = BLOCK_M + 32 // BLOCK_K  # row length of the transposed A tile in shared memory:
+# the padding puts a warp's 32 transposing stores into the 32 different banks
+A_LOADS = BLOCK_M * BLOCK_K // REGISTER_THREADS  # values of a each thread copies per step (8)
+B_LOADS = BLOCK_K * BLOCK_N // REGISTER_THREADS  # values of b each thread copies per step (4)
+A_ROW_STEP = REGISTER_THREADS // BLOCK_K  # rows between a thread's loads of a (16)
+B_ROW_STEP = REGISTER_THREADS // BLOCK_N  # rows between a thread's loads of b (4)
 MICRO = 4  # the CPU micro-kernel computes MICRO x MICRO outputs in registers
 
 
@@ -210,7 +224,7 @@ def matmul_numba_parallel(a: torch.Tensor, b: torch.Tensor, *, mc: int = 64, kc:
     return torch.from_numpy(np.ascontiguousarray(c[:m, :n]))
 
 
-# --- Rungs 8-9: numba CUDA kernels -----------------------------------------------------------
+# --- Rungs 8-10: numba CUDA kernels ----------------------------------------------------------
 
 def simulated() -> bool:
     """True when numba.cuda is the CPU simulator (NUMBA_ENABLE_CUDASIM=1 before it was imported)."""
@@ -269,6 +283,84 @@ def _matmul_tiled_kernel(a, b, c):
             c[row, col] = acc[r]
 
 
+@cuda.jit(device=True)
+def _load_register_tiles(a, b, a_staged, b_staged, row0, col0, k0, tid):
+    """Read this thread's share of a tile of `a` and a tile of `b` from global memory into registers.
+
+    Zeros where the tiles hang over the matrix edges. All the loads are issued before anything
+    is stored, so they are in flight together. A warp reads 2 rows x 16 values of `a` and 32
+    neighbouring values of one row of `b`.
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    a_row, a_col = row0 + tid // BLOCK_K, k0 + tid % BLOCK_K
+    for s in range(A_LOADS):
+        row = a_row + s * A_ROW_STEP
+        a_staged[s] = a[row, a_col] if row < m and a_col < k else float32(0.0)
+    b_row, b_col = k0 + tid // BLOCK_N, col0 + tid % BLOCK_N
+    for s in range(B_LOADS):
+        row = b_row + s * B_ROW_STEP
+        b_staged[s] = b[row, b_col] if row < k and b_col < n else float32(0.0)
+
+
+@cuda.jit
+def _matmul_register_kernel(a, b, c):
+    """Register tiling: each thread keeps a FRAG_M x FRAG_N fragment of c in registers.
+
+    A block of REGISTER_THREADS threads computes a BLOCK_M x BLOCK_N patch of c, in steps of
+    BLOCK_K along the inner dimension. Each step copies a BLOCK_M x BLOCK_K tile of `a`, stored
+    transposed (column p of the tile is row p of `a_tile`), and a BLOCK_K x BLOCK_N tile of `b`
+    into shared memory. Then, for each p, a thread reads FRAG_M values of A's column p and
+    FRAG_N values of B's row p into registers and adds their outer product to its running
+    sums: FRAG_M + FRAG_N shared-memory reads feed FRAG_M * FRAG_N multiply-adds.
+
+    A thread owns rows `ty + i * FRAG_THREADS_M` and columns `tx + j * FRAG_THREADS_N`: strided,
+    so that neighbouring threads read neighbouring words of shared memory (different banks)
+    and write neighbouring columns of c. The global loads of the next step are issued before
+    the current step's multiply-adds, so their latency hides behind arithmetic. The fragment
+    loops have module constants as bounds: the compiler unrolls them and keeps the local arrays
+    in registers. Unsigned `tid` and `p` spare it the checks for negative indices.
+    """
+    a_tile = cuda.shared.array(shape=(BLOCK_K, A_TILE_WIDTH), dtype=float32)
+    b_tile = cuda.shared.array(shape=(BLOCK_K, BLOCK_N), dtype=float32)
+    a_staged = cuda.local.array(A_LOADS, float32)
+    b_staged = cuda.local.array(B_LOADS, float32)
+    a_frag = cuda.local.array(FRAG_M, float32)
+    b_frag = cuda.local.array(FRAG_N, float32)
+    acc = cuda.local.array((FRAG_M, FRAG_N), float32)
+    tid = uint32(cuda.threadIdx.x)  # unsigned: the compiler then knows no index is negative
+    ty, tx = tid // FRAG_THREADS_N, tid % FRAG_THREADS_N  # a warp: 2 rows of 16 threads
+    a_r, a_p = tid // BLOCK_K, tid % BLOCK_K  # where this thread's staged values of a go
+    b_p, b_j = tid // BLOCK_N, tid % BLOCK_N  # and those of b
+    row0, col0 = cuda.blockIdx.y * BLOCK_M, cuda.blockIdx.x * BLOCK_N
+    for i in range(FRAG_M):
+        for j in range(FRAG_N):
+            acc[i, j] = float32(0.0)
+    _load_register_tiles(a, b, a_staged, b_staged, row0, col0, 0, tid)
+    for k0 in range(0, a.shape[1], BLOCK_K):
+        for s in range(A_LOADS):
+            a_tile[a_p, a_r + s * A_ROW_STEP] = a_staged[s]  # transposed
+        for s in range(B_LOADS):
+            b_tile[b_p + s * B_ROW_STEP, b_j] = b_staged[s]
+        cuda.syncthreads()
+        _load_register_tiles(a, b, a_staged, b_staged, row0, col0, k0 + BLOCK_K, tid)  # next step
+        for p in range(uint32(BLOCK_K)):  # unsigned too
+            for i in range(FRAG_M):
+                a_frag[i] = a_tile[p, ty + i * FRAG_THREADS_M]
+            for j in range(FRAG_N):
+                b_frag[j] = b_tile[p, tx + j * FRAG_THREADS_N]
+            for i in range(FRAG_M):
+                for j in range(FRAG_N):
+                    acc[i, j] += a_frag[i] * b_frag[j]
+        cuda.syncthreads()
+    for i in range(FRAG_M):
+        row = row0 + ty + i * FRAG_THREADS_M
+        for j in range(FRAG_N):
+            col = col0 + tx + j * FRAG_THREADS_N
+            if row < c.shape[0] and col < c.shape[1]:
+                c[row, col] = acc[i, j]
+
+
 def _launch(kernel: Callable, a: torch.Tensor, b: torch.Tensor, blocks: tuple[int, int],
             threads: tuple[int, int]) -> torch.Tensor:
     """Run `kernel[blocks, threads](a, b, c)` and return c as a tensor on a's device.
@@ -305,6 +397,14 @@ def matmul_cuda_tiled(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _launch(_matmul_tiled_kernel, a, b, blocks, (TILE, THREAD_ROWS))
 
 
+def matmul_cuda_register(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Numba CUDA, BLOCK_M x BLOCK_N patches per block, a FRAG_M x FRAG_N register tile per thread."""
+    check_operands(a, b)
+    m, n = a.shape[0], b.shape[1]
+    blocks = (math.ceil(n / BLOCK_N), math.ceil(m / BLOCK_M))
+    return _launch(_matmul_register_kernel, a, b, blocks, (REGISTER_THREADS, 1))
+
+
 def cuda_status() -> str:
     """'gpu', 'simulator', or why neither works here (a one-line reason)."""
     if simulated():
@@ -330,36 +430,44 @@ RUNGS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "numba parallel blocked": matmul_numba_parallel,
     "numba CUDA naive": matmul_cuda_naive,
     "numba CUDA tiled": matmul_cuda_tiled,
+    "numba CUDA register-tiled": matmul_cuda_register,
 }
-CUDA_RUNGS = ("numba CUDA naive", "numba CUDA tiled")
+CUDA_RUNGS = ("numba CUDA naive", "numba CUDA tiled", "numba CUDA register-tiled")
 
 
-def simulator_errors(shapes: list[tuple[int, int, int]], seed: int = 0) -> list[dict]:
+def simulator_errors(shapes: list[tuple[int, int, int]], seed: int = 0,
+                     kernels: Sequence[str] = CUDA_RUNGS) -> list[dict]:
     """Max abs error of each CUDA kernel against `torch.matmul`, run in numba's CUDA simulator.
 
     The simulator must be chosen before `numba.cuda` is imported, so the check runs in a fresh
     Python process with NUMBA_ENABLE_CUDASIM=1; this process is left as it is. One row per
-    (kernel, m, k, n). The simulator runs every CUDA thread as a Python thread: keep shapes small.
+    (kernel, m, k, n); `kernels` names rungs of CUDA_RUNGS. The simulator runs every CUDA thread
+    as a Python thread: keep shapes small.
     """
+    unknown = [name for name in kernels if name not in CUDA_RUNGS]
+    if unknown:
+        raise ValueError(f"not CUDA kernels: {unknown}; choose from {list(CUDA_RUNGS)}")
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     code = ("import json, sys; from fromscratch.matmul import _errors_in_this_process as f; "
-            "print(json.dumps(f(json.loads(sys.argv[1]), int(sys.argv[2]))))")
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(shapes), str(seed)], env=env,
-                          capture_output=True, text=True, timeout=600)
+            "print(json.dumps(f(json.loads(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3]))))")
+    args = [json.dumps(shapes), str(seed), json.dumps(list(kernels))]
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
+                          timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"the simulated CUDA check failed: {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _errors_in_this_process(shapes: list[tuple[int, int, int]], seed: int) -> list[dict]:
-    """Both CUDA kernels on random float32 inputs of each shape, against torch.matmul."""
+def _errors_in_this_process(shapes: list[tuple[int, int, int]], seed: int,
+                            kernels: Sequence[str] = CUDA_RUNGS) -> list[dict]:
+    """The named CUDA kernels on random float32 inputs of each shape, against torch.matmul."""
     generator = torch.Generator().manual_seed(seed)
     rows = []
     for m, k, n in shapes:
         a = torch.randn(m, k, generator=generator)
         b = torch.randn(k, n, generator=generator)
         expected = torch.matmul(a.double(), b.double())
-        for name in CUDA_RUNGS:
+        for name in kernels:
             c = RUNGS[name](a, b)
             rows.append({"kernel": name, "m": m, "k": k, "n": n, "simulated": simulated(),
                          "max_abs_error": float((c.double() - expected).abs().max())})

@@ -59,11 +59,26 @@ def test_cuda_kernels_in_simulator() -> None:
     """Runs in a child process with NUMBA_ENABLE_CUDASIM=1, so it works inside any pytest run."""
     shapes = [(1, 5, 7), (9, 3, 1), (33, 40, 35), (32, 64, 32), (40, 33, 70)]
     rows = mm.simulator_errors(shapes, seed=3)
-    assert len(rows) == 2 * len(shapes)
+    assert len(rows) == len(mm.CUDA_RUNGS) * len(shapes)
     assert {row["kernel"] for row in rows} == set(mm.CUDA_RUNGS)
     assert all(row["simulated"] for row in rows)
     for row in rows:
         assert row["max_abs_error"] < 1e-4 * max(1, row["k"]), row
+
+
+def test_register_tiled_kernel_across_block_and_step_edges() -> None:
+    """Two blocks down the rows, a last step of width 1 (the shapes above cover the columns)."""
+    name = "numba CUDA register-tiled"
+    shapes = [(mm.BLOCK_M + 2, mm.BLOCK_K + 1, 5)]
+    rows = mm.simulator_errors(shapes, seed=5, kernels=[name])
+    assert [(row["kernel"], row["m"], row["k"], row["n"]) for row in rows] == [(name, *s) for s in shapes]
+    for row in rows:
+        assert row["simulated"] and row["max_abs_error"] < 1e-4 * max(1, row["k"]), row
+
+
+def test_simulator_errors_rejects_unknown_kernels() -> None:
+    with pytest.raises(ValueError, match="not CUDA kernels"):
+        mm.simulator_errors([(2, 2, 2)], kernels=["numba @njit"])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or mm.cuda_status() != "gpu", reason="needs a CUDA GPU")

@@ -1,9 +1,10 @@
-"""Benchmark of the matmul ladder's fast rungs: numba parallel blocked vs torch.matmul, CUDA tiled vs cuBLAS.
+"""Benchmark of the matmul ladder's fast rungs: numba parallel blocked vs torch.matmul, numba CUDA vs cuBLAS.
 
 CPU: 1024 x 1024 float32, the numba `prange` blocked kernel against `torch.matmul` (MKL/oneDNN),
 timed in alternation in the same run so that a shared machine's load hits both alike.
-GPU (only where numba and torch both see one): 4096^3 float32, the tiled numba CUDA kernel
-against cuBLAS with TF32 off, so both do true FP32 arithmetic.
+GPU (only where numba and torch both see one): 4096^3 float32, every numba CUDA kernel of
+`CUDA_RUNGS` (naive, tiled, register-tiled) against cuBLAS with TF32 off, so all do true FP32
+arithmetic.
 """
 
 from __future__ import annotations
@@ -55,7 +56,11 @@ def cpu_benchmark(size: int, rounds: int) -> list[dict]:
 
 
 def gpu_benchmark(size: int, rounds: int) -> list[dict]:
-    """Both numba CUDA kernels against cuBLAS (TF32 off) at size^3, float32, on the GPU."""
+    """Every numba CUDA kernel (`CUDA_RUNGS`) against cuBLAS (TF32 off) at size^3, float32, on the GPU.
+
+    One row per contender, cuBLAS first: median and best seconds, GFLOP/s, the fraction of
+    cuBLAS's GFLOP/s, and the max abs error against a float64 product of the same inputs.
+    """
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     generator = torch.Generator(device="cuda").manual_seed(0)
@@ -92,11 +97,14 @@ def run(quick: bool = False) -> dict:
     if status == "gpu":
         gpu_size = 1024 if quick else 4096
         gpu_rows = gpu_benchmark(gpu_size, rounds=3 if quick else 10)
-        tiled = next(row for row in gpu_rows if row["name"] == "numba CUDA tiled")
+        by_name = {row["name"]: row for row in gpu_rows}
+        tiled, register = by_name["numba CUDA tiled"], by_name["numba CUDA register-tiled"]
         result["gpu"] = gpu_rows
         summary |= {"gpu_size": gpu_size, "gpu_name": torch.cuda.get_device_name(),
                     "gpu_tiled_gflops": tiled["gflops"], "gpu_cublas_gflops": gpu_rows[0]["gflops"],
                     "gpu_tiled_fraction_of_cublas": tiled["fraction_of_cuBLAS_torch.matmul"],
+                    "gpu_register_tiled_gflops": register["gflops"],
+                    "gpu_register_tiled_fraction_of_cublas": register["fraction_of_cuBLAS_torch.matmul"],
                     "gpu_target_fraction": 0.15}
     else:
         summary["gpu"] = f"not run: {status}"
