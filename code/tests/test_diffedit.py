@@ -77,6 +77,38 @@ def test_mask_stages(parts, latents):
     assert same.difference.abs().max() < 1e-5  # R = Q: nothing to edit
 
 
+def test_soft_edges():
+    mask = torch.zeros(1, 5, 5)
+    mask[0, 1:4, 1:4] = 1  # a 3x3 square: 8 edge pixels around 1 interior pixel (4-neighbours all inside)
+    scaled = torch.full((1, 5, 5), 0.65)
+    scaled[0, 1, 1], scaled[0, 2, 2] = 0.9, 0.1  # the interior pixel is 1 whatever its value
+    weights = de.soft_edges(scaled, mask, threshold=0.5, soft_to=0.8)
+    expected = mask * 0.5
+    expected[0, 1, 1], expected[0, 2, 2] = 1.0, 1.0
+    torch.testing.assert_close(weights, expected)
+
+
+def test_soft_mask_stages(parts, latents):
+    hard = de.generate_mask(parts, latents, "a red circle", "a blue circle", num_draws=2, threshold=0.3,
+                            fill=True, generator=torch.Generator().manual_seed(0))
+    soft = de.generate_mask(parts, latents, "a red circle", "a blue circle", num_draws=2, threshold=0.3,
+                            fill=True, soft_to=0.9, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(hard.weights, hard.mask) and torch.equal(soft.mask, hard.mask)
+    assert torch.equal(soft.weights > 0, soft.mask > 0)  # same support, softer edge
+    soft_edge = (soft.mask > 0) & (soft.weights < 1)
+    assert soft_edge.any() and (soft.scaled[soft_edge] < 0.9).all()
+    trajectory = de.invert(parts, latents, strength=0.5, num_steps=10)
+    edited = de.decode(parts, trajectory, "a blue circle", soft.weights, 5.0, 10, 0.5)
+    outside = (soft.weights == 0)[:, None].expand_as(edited)
+    assert torch.equal(edited[outside], latents[outside])  # zero weight: the input, exactly
+
+
+@pytest.mark.parametrize("soft_to", [0.2, 0.3, 1.5])
+def test_bad_soft_to(parts, latents, soft_to):
+    with pytest.raises(ValueError, match="soft_to must be"):
+        de.generate_mask(parts, latents, "a", "b", threshold=0.3, soft_to=soft_to)
+
+
 def test_ddim_move_is_ddim_step(parts):
     scheduler = DDIMScheduler.from_config(parts.scheduler.config)
     scheduler.set_timesteps(20)
@@ -216,11 +248,11 @@ def test_shape_edits_change_one_word():
     assert edits.true_masks.flatten(1).any(1).all()
     resized = de.shape_edits(4, seed=3, image_size=64)
     assert resized.images.shape == (4, 3, 64, 64) and resized.true_masks.shape == (4, 64, 64)
-    assert resized.edit_masks.shape == (4, 64, 64)
+    assert resized.edit_masks.shape == resized.same_size_masks.shape == (4, 64, 64)
 
 
 def test_edit_masks_hold_old_and_new_shape():
-    from fromscratch.diffusion.shapes import SHAPES, make_shapes, shape_mask
+    from fromscratch.diffusion.shapes import SHAPES, SIZE_RADIUS, SIZES, make_shapes, shape_mask
 
     data = make_shapes(40, seed=5, p_two=0)
     for i in range(len(data)):  # the recorded centre and half-width redraw the shape's exact mask
@@ -229,15 +261,19 @@ def test_edit_masks_hold_old_and_new_shape():
         assert np.array_equal(redrawn, data.masks[i, 0].numpy())
     edits = de.shape_edits(40, seed=5, p_two=0)
     for i, kind in enumerate(edits.kind):
-        assert torch.equal(edits.edit_masks[i] & edits.true_masks[i], edits.true_masks[i])
         (cx, cy), radius = data.centre[i, 0], data.radius[i, 0]
-        new_shape = shape_mask(SHAPES[edits.target_shape[i]], cx, cy, radius, 32)
-        expected = edits.true_masks[i] | torch.from_numpy(new_shape)
-        assert torch.equal(edits.edit_masks[i], expected)
-        if kind == "colour":
-            assert torch.equal(edits.edit_masks[i], edits.true_masks[i])
-    grown = sum(int((edits.edit_masks[i] & ~edits.true_masks[i]).sum()) for i in range(1, 40, 2))
-    assert grown > 0  # a new kind of shape sticks out of the old outline somewhere
+        largest = SIZE_RADIUS[SIZES[data.size[i, 0]]][1]
+        assert radius <= largest
+        new_kind = SHAPES[edits.target_shape[i]]
+        for masks, half_width in ((edits.same_size_masks, radius), (edits.edit_masks, largest)):
+            expected = edits.true_masks[i].clone()
+            if kind == "shape":  # a recolour keeps the outline
+                expected |= torch.from_numpy(shape_mask(new_kind, cx, cy, half_width, 32))
+            assert torch.equal(masks[i], expected)
+        assert torch.equal(edits.edit_masks[i] & edits.same_size_masks[i], edits.same_size_masks[i])
+    nested = ((edits.same_size_masks, edits.true_masks), (edits.edit_masks, edits.same_size_masks))
+    for masks, smaller in nested:  # a new kind sticks out of the old outline, the largest size out of that
+        assert sum(int((masks[i] & ~smaller[i]).sum()) for i in range(1, 40, 2)) > 0
 
 
 def test_metrics():

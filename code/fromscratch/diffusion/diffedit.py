@@ -180,8 +180,25 @@ class MaskStages:
     clipped: torch.Tensor  # extremes removed: clamped at clip_ratio * the image's mean difference
     scaled: torch.Tensor  # rescaled to [0, 1]
     thresholded: torch.Tensor  # scaled > threshold, as 0./1.
-    mask: torch.Tensor  # the mask used: thresholded, with enclosed holes filled if asked
+    mask: torch.Tensor  # the mask: thresholded, with enclosed holes filled if asked
+    weights: torch.Tensor  # what decoding blends with: the mask, with a ramp on its edge if soft_to is set
     timestep: int  # the timestep the input was noised to
+
+
+def soft_edges(scaled: torch.Tensor, mask: torch.Tensor, threshold: float, soft_to: float) -> torch.Tensor:
+    """Blend weights of (B, h, w) 0/1 masks: 1 inside, 0 outside, a ramp on the edge.
+
+    The edge is the mask's pixels with one of their 4 neighbours outside it (never a filled hole: those
+    are the regions with no 4-connected path out); there the weight rises linearly with the rescaled
+    map `scaled`, from 0 at `threshold` to 1 at `soft_to`.
+    """
+    mask = mask.float()
+    padded = F.pad(mask, (1, 1, 1, 1), value=1.0)  # beyond the image border counts as inside
+    neighbours = torch.stack([padded[:, :-2, 1:-1], padded[:, 2:, 1:-1],  # above, below
+                              padded[:, 1:-1, :-2], padded[:, 1:-1, 2:]])  # left, right
+    edge = (mask > 0) & (neighbours.amin(dim=0) == 0)
+    ramp = ((scaled - threshold) / (soft_to - threshold)).clamp(0, 1)
+    return torch.where(edge, ramp, mask)
 
 
 def fill_holes(masks: torch.Tensor) -> torch.Tensor:
@@ -197,7 +214,7 @@ def generate_mask(parts: Parts, latents: torch.Tensor, reference: str | list[str
                   num_draws: int = 10, strength: float = 0.5, threshold: float = 0.5,
                   clip_ratio: float = 3.0, num_steps: int = 50, noise: torch.Tensor | None = None,
                   generator: torch.Generator | None = None, batch_size: int | None = None,
-                  fill: bool = False) -> MaskStages:
+                  fill: bool = False, soft_to: float | None = None) -> MaskStages:
     """DiffEdit step 1: where do the noise predictions under R and under Q disagree?
 
     The input latent is noised to `strength` (n = `num_draws` noise draws per image, or the given
@@ -205,9 +222,13 @@ def generate_mask(parts: Parts, latents: torch.Tensor, reference: str | list[str
     |eps_Q - eps_R| is averaged over draws and channels, clamped at `clip_ratio` times its mean
     (removes extremes, as diffusers does), divided by that clamp (rescale to [0, 1]) and thresholded.
     `fill` fills the holes the mask encloses (not in the paper: flat-coloured objects light up at
-    their outline more than inside).
+    their outline more than inside). `soft_to` (not in the paper either) softens the mask's edge:
+    `weights` rise from 0 at the threshold to 1 at `soft_to` (see `soft_edges`); None keeps it hard.
     """
     threshold = check_fraction(threshold, "threshold")
+    if soft_to is not None and not threshold < check_fraction(soft_to, "soft_to"):
+        raise ValueError(f"soft_to must be above the threshold {threshold}, got {soft_to}; "
+                         "or None for a hard mask")
     check_latents(parts, latents)
     if not isinstance(num_draws, int) or num_draws < 1:
         raise ValueError(f"num_draws must be a positive integer, got {num_draws!r}")
@@ -238,7 +259,9 @@ def generate_mask(parts: Parts, latents: torch.Tensor, reference: str | list[str
     scaled = clipped / limit
     thresholded = (scaled > threshold).float().cpu()
     mask = fill_holes(thresholded) if fill else thresholded
-    return MaskStages(difference.cpu(), clipped.cpu(), scaled.cpu(), thresholded, mask, timestep)
+    scaled = scaled.cpu()
+    weights = mask if soft_to is None else soft_edges(scaled, mask, threshold, soft_to)
+    return MaskStages(difference.cpu(), clipped.cpu(), scaled, thresholded, mask, weights, timestep)
 
 
 # ----------------------------------------------------------------------------- step 2: encoding
@@ -290,7 +313,9 @@ def decode(parts: Parts, trajectory: torch.Tensor, query: str | list[str], mask:
     """DiffEdit step 3: DDIM decoding from trajectory[-1] conditioned on Q, with mask guidance.
 
     After every step, outside the mask (mask = 0) the latent is replaced by the encoded latent of the
-    same timestep, trajectory[k]; the last step lands on the input itself. `mask=None` decodes freely
+    same timestep, trajectory[k]; the last step lands on the input itself. A mask with values between
+    0 and 1 (soft edges) blends the two in that proportion: x <- m x + (1 - m) trajectory[k].
+    `mask=None` decodes freely
     (SDEdit, or "encoding only"). guidance_scale 1 means no classifier-free guidance (one UNet call).
     Returns the edited latents (and, with `return_steps`, the latent after every step).
     """
@@ -347,8 +372,8 @@ def upsample_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
 def diffedit(parts: Parts, images: torch.Tensor, reference: str | list[str], query: str | list[str],
              strength: float = 0.5, num_steps: int = 50, guidance_scale: float = 7.5,
              use_mask: bool = True, encoding: str = "ddim", num_draws: int = 10, threshold: float = 0.5,
-             mask_strength: float = 0.5, fill: bool = False, generator: torch.Generator | None = None,
-             batch_size: int | None = None) -> EditResult:
+             mask_strength: float = 0.5, fill: bool = False, soft_to: float | None = None,
+             generator: torch.Generator | None = None, batch_size: int | None = None) -> EditResult:
     """Edit `images` from `reference` to `query`: mask, encode, decode with mask guidance.
 
     `use_mask=False` and `encoding="noise"` give the paper's ablations (SDEdit is both).
@@ -363,12 +388,12 @@ def diffedit(parts: Parts, images: torch.Tensor, reference: str | list[str], que
     if use_mask:
         stages = generate_mask(parts, latents, reference, query, num_draws=num_draws, strength=mask_strength,
                                threshold=threshold, num_steps=num_steps, generator=generator,
-                               batch_size=batch_size, fill=fill)
+                               batch_size=batch_size, fill=fill, soft_to=soft_to)
     if encoding == "ddim":
         trajectory = invert(parts, latents, strength, num_steps, batch_size=batch_size)
     else:
         trajectory = add_noise(parts, latents, strength, num_steps, generator=generator)
-    edited = decode(parts, trajectory, query, stages.mask if stages else None, guidance_scale, num_steps,
+    edited = decode(parts, trajectory, query, stages.weights if stages else None, guidance_scale, num_steps,
                     strength, batch_size)
     return EditResult(to_images(parts, edited, batch_size), edited.cpu(), stages, trajectory.cpu())
 
@@ -383,7 +408,8 @@ class ShapeEdits:
     reference: list[str]  # the caption of the input (R)
     query: list[str]  # the same caption with one word changed (Q)
     true_masks: torch.Tensor  # (B, S, S) bool: the shape being edited, as it is in the input
-    edit_masks: torch.Tensor  # (B, S, S) bool: every pixel a correct edit changes (old shape | new shape)
+    edit_masks: torch.Tensor  # (B, S, S) bool: all a correct edit may change (old | new at any legal size)
+    same_size_masks: torch.Tensor  # (B, S, S) bool: old shape | new shape at the old one's exact size
     target_shape: torch.Tensor  # (B,) index into shapes.SHAPES the edit asks for
     target_colour: torch.Tensor  # (B,) index into shapes.COLOURS
     kind: list[str]  # "colour" or "shape"
@@ -394,8 +420,8 @@ class ShapeEdits:
     def subset(self, count: int) -> ShapeEdits:
         """The first `count` tasks."""
         return ShapeEdits(self.images[:count], self.reference[:count], self.query[:count],
-                          self.true_masks[:count], self.edit_masks[:count], self.target_shape[:count],
-                          self.target_colour[:count], self.kind[:count])
+                          self.true_masks[:count], self.edit_masks[:count], self.same_size_masks[:count],
+                          self.target_shape[:count], self.target_colour[:count], self.kind[:count])
 
 
 def replace_word(text: str, old: str, new: str) -> str:
@@ -411,16 +437,19 @@ def shape_edits(n: int, seed: int = 0, image_size: int | None = None, p_two: flo
     """`n` edits of shapes images (data seed `seed`): even ones recolour a shape, odd ones change its kind.
 
     In a two-shape image the edited shape is picked at random, and only its half of the caption changes.
-    A new kind of shape does not fit the old outline (a triangle's corners stick out of a circle), so the
-    region a correct edit changes, `edit_masks`, is the old shape plus the new one drawn at the same centre
-    and size (less any other shape); for a recolour it is the old shape. `image_size` resizes images
-    (bilinear) and masks (nearest) for a model that works at another size.
+    A new kind of shape does not fit the old outline (a triangle's corners stick out of a circle), and the
+    words fix its size class, not its exact half-width (the dataset draws "large" anywhere from 7.5 to 9
+    pixels). So the region a correct edit may change, `edit_masks`, is the old shape plus the new one at
+    the same centre and at the largest half-width of the old shape's size class (smaller ones lie inside
+    it), less any other shape; `same_size_masks` draws the new shape at the old one's exact half-width.
+    For a recolour both are the old shape. `image_size` resizes images (bilinear) and masks (nearest)
+    for a model that works at another size.
     """
-    from fromscratch.diffusion.shapes import COLOURS, SHAPES, make_shapes, shape_mask
+    from fromscratch.diffusion.shapes import COLOURS, SHAPES, SIZE_RADIUS, SIZES, make_shapes, shape_mask
 
     data = make_shapes(n, seed=seed, p_two=p_two)
     rng = torch.Generator().manual_seed(seed)
-    reference, query, kinds, masks, regions, shapes_, colours = [], [], [], [], [], [], []
+    reference, query, kinds, masks, regions, same_size, shapes_, colours = [], [], [], [], [], [], [], []
     for i in range(n):
         k = int(torch.randint(int(data.n_shapes[i]), (1,), generator=rng))
         shape, colour = SHAPES[data.shape[i, k]], COLOURS[data.colour[i, k]]
@@ -440,18 +469,20 @@ def shape_edits(n: int, seed: int = 0, image_size: int | None = None, p_two: flo
         kinds.append(kind)
         masks.append(data.masks[i, k])
         (cx, cy), radius, size = data.centre[i, k], data.radius[i, k], data.images.shape[-1]
+        largest = SIZE_RADIUS[SIZES[data.size[i, k]]][1] * size / 32
         others = data.masks[i].any(0) & ~data.masks[i, k]
-        new_mask = torch.from_numpy(shape_mask(new_shape, cx, cy, radius, size))
-        regions.append(data.masks[i, k] | (new_mask & ~others))
+        for out, half_width in ((same_size, radius), (regions, largest)):
+            new_mask = torch.from_numpy(shape_mask(new_shape, cx, cy, half_width, size))
+            out.append(data.masks[i, k] | (new_mask & ~others) if kind == "shape" else data.masks[i, k])
         shapes_.append(SHAPES.index(new_shape))
         colours.append(COLOURS.index(new_colour))
-    images, true_masks, edit_masks = data.images, torch.stack(masks), torch.stack(regions)
+    images, all_masks = data.images, [torch.stack(m) for m in (masks, regions, same_size)]
     if image_size is not None and image_size != images.shape[-1]:
         images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
-        true_masks, edit_masks = (F.interpolate(m[:, None].float(), size=(image_size, image_size))[:, 0] > 0.5
-                                  for m in (true_masks, edit_masks))
-    return ShapeEdits(images, reference, query, true_masks, edit_masks, torch.tensor(shapes_),
-                      torch.tensor(colours), kinds)
+        all_masks = [F.interpolate(m[:, None].float(), size=(image_size, image_size))[:, 0] > 0.5
+                     for m in all_masks]
+    return ShapeEdits(images, reference, query, *all_masks, torch.tensor(shapes_), torch.tensor(colours),
+                      kinds)
 
 
 def mask_iou(predicted: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
