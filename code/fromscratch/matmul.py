@@ -28,19 +28,19 @@ ROWS_PER_THREAD = 4  # outputs each thread of the tiled kernel computes (one col
 THREAD_ROWS = TILE // ROWS_PER_THREAD  # the tiled kernel's blocks are TILE x THREAD_ROWS threads
 NAIVE_BLOCK = (16, 16)  # threads per block of the one-thread-per-output kernel
 BLOCK_M = 128  # rows of c that one block of the register-tiled kernel computes
-BLOCK_N = 64  # columns of c that one block of the register-tiled kernel computes
-BLOCK_K = 16  # width of the slice of the inner dimension staged in shared memory per step
+BLOCK_N = 128  # columns of c that one block of the register-tiled kernel computes
+BLOCK_K = 8  # width of the slice of the inner dimension staged in shared memory per step
 FRAG_M = 8  # rows of the fragment of c that each thread of that kernel keeps in registers
-FRAG_N = 4  # columns of that fragment: 32 running sums per thread
+FRAG_N = 8  # columns of that fragment: 64 running sums per thread
 FRAG_THREADS_M = BLOCK_M // FRAG_M  # 16 threads share the block's rows ...
 FRAG_THREADS_N = BLOCK_N // FRAG_N  # ... and 16 its columns: 256 threads per block
 REGISTER_THREADS = FRAG_THREADS_M * FRAG_THREADS_N
 A_TILE_WIDTH = BLOCK_M + 32 // BLOCK_K  # row length of the transposed A tile in shared memory:
 # the padding puts a warp's 32 transposing stores into the 32 different banks
-A_LOADS = BLOCK_M * BLOCK_K // REGISTER_THREADS  # values of a each thread copies per step (8)
+A_LOADS = BLOCK_M * BLOCK_K // REGISTER_THREADS  # values of a each thread copies per step (4)
 B_LOADS = BLOCK_K * BLOCK_N // REGISTER_THREADS  # values of b each thread copies per step (4)
-A_ROW_STEP = REGISTER_THREADS // BLOCK_K  # rows between a thread's loads of a (16)
-B_ROW_STEP = REGISTER_THREADS // BLOCK_N  # rows between a thread's loads of b (4)
+A_ROW_STEP = REGISTER_THREADS // BLOCK_K  # rows between a thread's loads of a (32)
+B_ROW_STEP = REGISTER_THREADS // BLOCK_N  # rows between a thread's loads of b (2)
 MICRO = 4  # the CPU micro-kernel computes MICRO x MICRO outputs in registers
 
 
@@ -288,8 +288,8 @@ def _load_register_tiles(a, b, a_staged, b_staged, row0, col0, k0, tid):
     """Read this thread's share of a tile of `a` and a tile of `b` from global memory into registers.
 
     Zeros where the tiles hang over the matrix edges. All the loads are issued before anything
-    is stored, so they are in flight together. A warp reads 2 rows x 16 values of `a` and 32
-    neighbouring values of one row of `b`.
+    is stored, so they are in flight together. A warp reads 32 // BLOCK_K rows x BLOCK_K values of
+    `a` (4 x 8) and 32 neighbouring values of one row of `b`.
     """
     m, k = a.shape
     n = b.shape[1]
