@@ -315,8 +315,8 @@ def decode(parts: Parts, trajectory: torch.Tensor, query: str | list[str], mask:
     After every step, outside the mask (mask = 0) the latent is replaced by the encoded latent of the
     same timestep, trajectory[k]; the last step lands on the input itself. A mask with values between
     0 and 1 (soft edges) blends the two in that proportion: x <- m x + (1 - m) trajectory[k].
-    `mask=None` decodes freely
-    (SDEdit, or "encoding only"). guidance_scale 1 means no classifier-free guidance (one UNet call).
+    `mask=None` decodes freely (SDEdit, or "encoding only"). guidance_scale 1 means no classifier-free
+    guidance (one UNet call).
     Returns the edited latents (and, with `return_steps`, the latent after every step).
     """
     schedule = edit_schedule(parts, num_steps, strength)
