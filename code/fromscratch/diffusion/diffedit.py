@@ -467,13 +467,18 @@ def shape_edits(n: int, seed: int = 0, image_size: int | None = None, p_two: flo
         reference.append(data.captions[i])
         query.append(" and ".join(halves))
         kinds.append(kind)
-        masks.append(data.masks[i, k])
-        (cx, cy), radius, size = data.centre[i, k], data.radius[i, k], data.images.shape[-1]
-        largest = SIZE_RADIUS[SIZES[data.size[i, k]]][1] * size / 32
-        others = data.masks[i].any(0) & ~data.masks[i, k]
-        for out, half_width in ((same_size, radius), (regions, largest)):
-            new_mask = torch.from_numpy(shape_mask(new_shape, cx, cy, half_width, size))
-            out.append(data.masks[i, k] | (new_mask & ~others) if kind == "shape" else data.masks[i, k])
+        old_mask = data.masks[i, k]
+        masks.append(old_mask)
+        if kind == "colour":  # the outline stays
+            same_size.append(old_mask)
+            regions.append(old_mask)
+        else:
+            (cx, cy), radius, size = data.centre[i, k], data.radius[i, k], data.images.shape[-1]
+            largest = SIZE_RADIUS[SIZES[data.size[i, k]]][1] * size / 32
+            others = data.masks[i].any(0) & ~old_mask
+            for out, half_width in ((same_size, radius), (regions, largest)):
+                new_mask = torch.from_numpy(shape_mask(new_shape, cx, cy, half_width, size))
+                out.append(old_mask | (new_mask & ~others))
         shapes_.append(SHAPES.index(new_shape))
         colours.append(COLOURS.index(new_colour))
     images, all_masks = data.images, [torch.stack(m) for m in (masks, regions, same_size)]
