@@ -56,3 +56,36 @@ def test_interleaved_times_alternate_after_warmup() -> None:
                               rounds=3, repeats=2, warmup=1)
     assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3
     assert {name: len(t) for name, t in times.items()} == {"a": 6, "b": 6}
+
+
+def test_interleaved_records_rounds_and_paired_ratios() -> None:
+    from fromscratch.bench import interleaved, round_ratios
+
+    timings = interleaved({"a": lambda: None, "b": lambda: None}, rounds=3, repeats=2, warmup=0)
+    assert timings["a"].rounds == [0, 0, 1, 1, 2, 2]
+    timings["a"].times = [1.0, 3.0, 4.0, 4.0, 9.0, 9.0]  # round medians 2, 4, 9
+    timings["b"].times = [1.0, 1.0, 2.0, 2.0, 3.0, 3.0]  # round medians 1, 2, 3
+    assert round_ratios(timings["a"], timings["b"]) == [2.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        interleaved({"a": lambda: None}, rounds=0)
+
+
+def test_timing_table_reports_spread_threads_and_ratio() -> None:
+    from fromscratch.bench import Timing, quartiles, timing_table
+
+    assert quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == (2.0, 4.0) and quartiles([7.0]) == (7.0, 7.0)
+    fast = Timing("fast", [1e-3, 2e-3, 3e-3], [0, 1, 2])
+    slow = Timing("slow", [4e-3, 4e-3, 9e-3], [0, 1, 2])
+    rows = timing_table({"fast": fast, "slow": slow}, reference="fast", threads={"fast": 2}, flop=2e6)
+    assert rows[0] == {"candidate": "fast", "threads": 2, "median": "2 ms",
+                       "middle half of calls": "1.5 ms – 2.5 ms", "calls": 3, "GFLOP/s": "1",
+                       "time / fast": "1 (1 – 1)"}
+    assert rows[1]["threads"] == "-" and rows[1]["time / fast"] == "3 (2.5 – 3.5)"  # ratios 4, 2, 3
+    with pytest.raises(ValueError, match="reference 'other' is not among"):
+        timing_table({"fast": fast}, reference="other")
+
+
+def test_thread_counts_names_torch() -> None:
+    from fromscratch.bench import thread_counts
+
+    assert thread_counts()["torch"] == torch.get_num_threads()
