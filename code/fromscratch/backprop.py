@@ -163,18 +163,32 @@ class MSE(Module):
 
 
 class CrossEntropy(Module):
-    """Mean cross-entropy of logits (N, C) against class indices; backward is softmax - one_hot."""
+    """Mean cross-entropy of logits (N, C) against class indices; backward is softmax - one_hot.
+
+    Targets equal to `ignore_index` count for nothing, as in torch: the mean is over the other rows
+    (nan when there is none, with a zero gradient).
+    """
+
+    def __init__(self, ignore_index: int = -100) -> None:
+        self.ignore_index = ignore_index
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        if not isinstance(logits, Tensor) or logits.dim() != 2:
+            got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+            raise ValueError(f"CrossEntropy takes logits (N, C), got {got}; flatten extra dimensions "
+                             "into N first")
         self.log_probs = losses.log_softmax(logits, dim=1)
-        return losses.nll_loss(self.log_probs, target)
+        return losses.nll_loss(self.log_probs, target, ignore_index=self.ignore_index)
 
     def backward(self, grad_output: Tensor | float = 1.0) -> Tensor:
         self._needs_forward()
         target = self.inputs[1]
+        keep = target != self.ignore_index
+        rows = torch.arange(len(target), device=target.device)[keep]
         grad = self.log_probs.exp()
-        grad[torch.arange(len(target), device=target.device), target] -= 1.0
-        return grad * (grad_output / len(target))
+        grad[rows, target[keep]] -= 1.0
+        grad[~keep] = 0.0
+        return grad * (grad_output / keep.sum().clamp_min(1))
 
 
 class Sequential(Module):
@@ -292,10 +306,11 @@ def compare_with_autograd(model: Sequential, loss_fn: Module, x: Tensor, y: Tens
     x_leaf = x.detach().clone().requires_grad_()
     out = torch_model(x_leaf)
     torch_loss = (nn.functional.mse_loss(out, y) if isinstance(loss_fn, MSE)
-                  else nn.functional.cross_entropy(out, y))
+                  else nn.functional.cross_entropy(out, y, ignore_index=loss_fn.ignore_index))
     torch_loss.backward()
-    rows = [{"tensor": "loss", "shape": "()", "max_abs_error": abs(value.item() - torch_loss.item()),
-             "max_rel_error": abs(value.item() - torch_loss.item()) / abs(torch_loss.item())}]
+    loss_error = abs(value.item() - torch_loss.item())
+    rows = [{"tensor": "loss", "shape": "()", "max_abs_error": loss_error,
+             "max_rel_error": loss_error / (abs(torch_loss.item()) or 1.0)}]  # a loss of 0: absolute
     torch_grads = {}
     for index, layer in enumerate(torch_model):
         if isinstance(layer, nn.Linear):

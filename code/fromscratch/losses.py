@@ -73,7 +73,8 @@ def cross_entropy_composed(logits: Tensor, target: Tensor, ignore_index: int = -
     of -log_probs over the classes.
     """
     _check_smoothing(label_smoothing)
-    log_probs = log_softmax(logits, dim=1)
+    _check_float(logits, "logits")
+    log_probs = log_softmax(logits, dim=1 if logits.dim() > 1 else 0)
     nll = nll_loss(log_probs, target, ignore_index, reduction)
     if label_smoothing == 0.0:
         return nll
@@ -106,8 +107,22 @@ class _FusedCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_losses: Tensor) -> tuple[Tensor | None, ...]:
         logits, m, log_sum, safe_target, keep = ctx.saved_tensors
         scale = grad_losses.where(keep, 0.0)
+        if torch.is_grad_enabled():  # create_graph=True: a gradient that is itself differentiable
+            return _differentiable_grad(logits, safe_target, scale, ctx.smoothing), None, None, None
         grad = cross_entropy_grad_from_stats(logits, m, log_sum, safe_target, scale, ctx.smoothing)
         return grad, None, None, None
+
+
+def _differentiable_grad(logits: Tensor, target: Tensor, scale: Tensor, smoothing: float) -> Tensor:
+    """scale_i · (softmax(x_i) - (1-ε)·one_hot(t_i) - ε/C) from ops autograd records (double backward).
+
+    Full-size temporaries, unlike the fused backward: only taken when a graph of the gradient is asked
+    for, e.g. torch.autograd.grad(loss, x, create_graph=True) for a gradient penalty.
+    """
+    c = logits.shape[1]
+    probs = (logits - logsumexp(logits, 1, keepdim=True)).exp()
+    one_hot = torch.nn.functional.one_hot(target, c).to(logits.dtype)
+    return (probs - (1 - smoothing) * one_hot - smoothing / c) * scale[:, None]
 
 
 def _chunked_max_and_log_sum_exp(logits: Tensor) -> tuple[Tensor, Tensor]:
@@ -237,7 +252,7 @@ def _soft_target_cross_entropy(logits: Tensor, probs: Tensor, reduction: str, sm
         return losses
     if reduction == "sum":
         return losses.sum()
-    return losses.sum() / (logits.shape[0] if logits.dim() > 1 else 1)
+    return losses.mean()  # over every position (N·d1·...), as torch does; nan when there is none
 
 
 # --------------------------------------------------------------------------- gradients by hand
@@ -266,8 +281,8 @@ def cross_entropy_grad(logits: Tensor, target: Tensor, ignore_index: int = -100,
     safe_target = torch.where(keep, target, torch.zeros_like(target))
     _check_targets(safe_target, logits.shape[1])
     scale = keep.to(logits.dtype)
-    if reduction == "mean":
-        scale = scale / keep.sum()
+    if reduction == "mean":  # every row ignored: the loss is nan but its gradient 0, as in torch
+        scale = scale / keep.sum().clamp_min(1)
     m, log_sum = _chunked_max_and_log_sum_exp(logits)
     return cross_entropy_grad_from_stats(logits, m, log_sum, safe_target, scale, float(label_smoothing))
 

@@ -34,23 +34,80 @@ def _check_tensor(x: torch.Tensor, name: str, ndim: int | None = None) -> None:
 
 # --- Vector norms ------------------------------------------------------------------------------
 
-def vector_norm(x: torch.Tensor, p: float = 2.0, dim: int | None = None) -> torch.Tensor:
+def vector_norm(x: torch.Tensor, p: float = 2.0, dim: int | tuple[int, ...] | None = None
+                ) -> torch.Tensor:
     """The Lp norm (sum |x_i|^p)^(1/p) over `dim` (all elements if None); p = inf gives max |x_i|.
 
     p must be >= 1 (below 1 the formula is no longer a norm: the triangle inequality fails).
+    As torch.linalg.vector_norm: float16/bfloat16 are summed in float32; a norm over one element is
+    |x| exactly; the gradient is 0 where the norm is 0, and p = inf shares it among tied maxima.
     """
     _check_tensor(x, "x")
-    if not p >= 1:
+    if not isinstance(p, int | float) or not p >= 1:
         raise ValueError(f"p must be >= 1 (or math.inf) for a norm, got {p}")
-    magnitudes = x.abs()
-    dims = tuple(range(x.ndim)) if dim is None else dim
-    if math.isinf(p):
-        return magnitudes.amax(dim=dims) if x.numel() else magnitudes.sum(dim=dims)
-    if p == 1:
-        return magnitudes.sum(dim=dims)
-    if p == 2:
-        return (magnitudes * magnitudes).sum(dim=dims).sqrt()
-    return (magnitudes**p).sum(dim=dims) ** (1.0 / p)
+    return _VectorNorm.apply(x, float(p), _reduced_dims(x, dim))
+
+
+def _reduced_dims(x: torch.Tensor, dim: int | tuple[int, ...] | None) -> tuple[int, ...]:
+    """`dim` as a tuple of non-negative axes (every axis for None), checked like torch does."""
+    if dim is None:
+        return tuple(range(x.ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    rank = max(x.ndim, 1)
+    if not all(isinstance(d, int) and -rank <= d < rank for d in dims):
+        raise IndexError(f"dim must name axes of x (shape {tuple(x.shape)}), got {dim!r}")
+    axes = tuple(d % rank for d in dims) if x.ndim else ()
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"dim names an axis twice: {dim!r}")
+    return axes
+
+
+class _VectorNorm(torch.autograd.Function):
+    """The Lp norm with torch's gradient: 0 at a zero norm instead of nan (sqrt has no slope at 0)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: float, dims: tuple[int, ...]) -> torch.Tensor:
+        magnitudes = x.abs().to(_accumulation_dtype(x.dtype))
+        count = math.prod(x.shape[d] for d in dims)
+        if math.isinf(p):
+            if count == 0:
+                raise ValueError(f"the inf-norm of an empty reduction is undefined (x: {tuple(x.shape)})")
+            norm = magnitudes.amax(dim=dims) if dims else magnitudes
+        elif p == 1 or count == 1:  # one element: |x|, never squared (no overflow), as torch does
+            norm = magnitudes.sum(dim=dims)
+        elif p == 2:
+            norm = (magnitudes * magnitudes).sum(dim=dims).sqrt()
+        else:
+            norm = (magnitudes**p).sum(dim=dims) ** (1.0 / p)
+        norm = norm.to(x.dtype)
+        ctx.save_for_backward(x, norm)
+        ctx.p, ctx.dims = p, dims
+        return norm
+
+    @staticmethod
+    def backward(ctx, grad_norm: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        x, norm = ctx.saved_tensors
+        p, dims = ctx.p, ctx.dims
+        norm, grad_norm = _unsqueeze(norm, dims), _unsqueeze(grad_norm, dims)
+        if math.isinf(p):  # d max|x| / dx: shared among the elements that reach the max
+            ties = (x.abs() == norm).to(x.dtype)
+            return grad_norm * x.sgn() * ties / ties.sum(dim=dims, keepdim=True), None, None
+        if p == 1:
+            return grad_norm * x.sgn(), None, None
+        slope = x.sgn() * x.abs() ** (p - 1) / norm ** (p - 1)  # x |x|^(p-2) / norm^(p-1)
+        return grad_norm * slope.masked_fill(norm == 0, 0.0), None, None
+
+
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for the half-precision types (torch sums them in float32), else the dtype itself."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _unsqueeze(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Put the reduced axes back as size-1 axes, so `t` broadcasts against the input."""
+    for d in sorted(dims):
+        t = t.unsqueeze(d)
+    return t
 
 
 def unit_ball_boundary(p: float, points: int = 400) -> torch.Tensor:
@@ -120,13 +177,27 @@ def spectral_norm(a: torch.Tensor, iterations: int = 100, tol: float = 1e-7) -> 
 # --- Where norms appear in deep learning -------------------------------------------------------
 
 def mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error: the squared L2 norm of the residual, divided by its size."""
-    return vector_norm(prediction - target) ** 2 / prediction.numel()
+    """Mean squared error: the squared L2 norm of the residual, divided by its (broadcast) size."""
+    residual = _residual(prediction, target)
+    return vector_norm(residual) ** 2 / residual.numel()
 
 
 def mae(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error: the L1 norm of the residual, divided by its size."""
-    return vector_norm(prediction - target, p=1) / prediction.numel()
+    """Mean absolute error: the L1 norm of the residual, divided by its (broadcast) size."""
+    residual = _residual(prediction, target)
+    return vector_norm(residual, p=1) / residual.numel()
+
+
+def _residual(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """prediction - target, broadcast as torch's mse_loss does (the mean is over the broadcast size)."""
+    _check_tensor(prediction, "prediction")
+    _check_tensor(target, "target")
+    try:
+        torch.broadcast_shapes(prediction.shape, target.shape)
+    except RuntimeError:
+        raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} do not "
+                         "broadcast; give them one shape") from None
+    return prediction - target
 
 
 def cosine_similarity(x: torch.Tensor, y: torch.Tensor, dim: int = -1, eps: float = 1e-8
@@ -138,14 +209,16 @@ def cosine_similarity(x: torch.Tensor, y: torch.Tensor, dim: int = -1, eps: floa
     return dot / (vector_norm(x, dim=dim).clamp_min(eps) * vector_norm(y, dim=dim).clamp_min(eps))
 
 
-def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+def clip_grad_norm(parameters: torch.Tensor | Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
     """Scale all gradients together so that their global L2 norm is at most `max_norm`.
 
     The global norm is the L2 norm of every gradient concatenated into one vector. Returns the
     norm before clipping, like `torch.nn.utils.clip_grad_norm_`.
     """
-    if max_norm <= 0:
+    if not max_norm > 0:
         raise ValueError(f"max_norm must be positive, got {max_norm}")
+    if isinstance(parameters, torch.Tensor):  # one tensor, as torch accepts
+        parameters = [parameters]
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return torch.zeros(())

@@ -103,3 +103,27 @@ def test_bad_use_raises_clear_errors() -> None:
 def test_accuracy() -> None:
     logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 1.0]])
     assert bp.accuracy(logits, torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)
+
+
+# ----------------------------------------------------------------------------- issue 13 regressions
+def test_cross_entropy_ignores_rows_like_torch_or_refuses_extra_dimensions() -> None:
+    logits = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([0, -100, 2, 1, -100])
+    loss = bp.CrossEntropy()
+    torch.testing.assert_close(loss(logits.detach(), target), F.cross_entropy(logits, target))
+    F.cross_entropy(logits, target).backward()
+    torch.testing.assert_close(loss.backward(), logits.grad)
+    none_kept = bp.CrossEntropy()
+    assert torch.isnan(none_kept(logits.detach(), torch.full((5,), -100)))
+    assert torch.equal(none_kept.backward(), torch.zeros(5, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"logits \(N, C\)"):
+        bp.CrossEntropy()(torch.randn(2, 3, 4), torch.zeros(2, 4, dtype=torch.long))
+
+
+def test_compare_with_autograd_at_a_loss_of_zero() -> None:
+    model = bp.mlp(3, 4, 2, dtype=torch.float64)
+    x = torch.randn(5, 3, dtype=torch.float64)
+    target = model(x).detach()
+    rows = bp.compare_with_autograd(model, bp.MSE(), x, target)
+    assert rows[0]["tensor"] == "loss" and rows[0]["max_rel_error"] == 0.0
+    assert all(row["max_abs_error"] < 1e-12 for row in rows)

@@ -240,3 +240,47 @@ def test_benchmark_reports_the_target_ratio_and_correct_losses(monkeypatch) -> N
     assert result["summary"]["ratio_forward_64x10_float32_cpu"] > 0
     assert result["summary"]["max_loss_rel_error"] < 1e-5
     assert all(r["ours_peak_bytes"] > 0 and r["torch_peak_bytes"] > 0 for r in result["rows"])
+
+
+# ----------------------------------------------------------------------------- issue 13 regressions
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_probability_targets_on_extra_dimensions_average_over_every_position(reduction) -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 3, dtype=torch.float64, generator=generator, requires_grad=True)
+    p = F.softmax(torch.randn(2, 4, 3, dtype=torch.float64, generator=generator), 1)
+    ours = losses.cross_entropy(x, p, reduction=reduction)
+    theirs = F.cross_entropy(x, p, reduction=reduction)
+    torch.testing.assert_close(ours, theirs)
+    (grad_ours,) = torch.autograd.grad(ours.sum(), x)
+    (grad_theirs,) = torch.autograd.grad(theirs.sum(), x)
+    torch.testing.assert_close(grad_ours, grad_theirs)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_fused_cross_entropy_supports_double_backward(smoothing) -> None:
+    """A gradient penalty: the gradient of |dL/dx|^2 needs the second derivative of the loss."""
+    target = torch.tensor([0, 3, 2, -100, 1])
+
+    def penalised_grad(fn):
+        x = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        x.requires_grad_()
+        loss = fn(x, target, label_smoothing=smoothing)
+        (grad,) = torch.autograd.grad(loss, x, create_graph=True)
+        (loss + 10 * (grad**2).sum()).backward()
+        return x.grad
+
+    torch.testing.assert_close(penalised_grad(losses.cross_entropy), penalised_grad(F.cross_entropy))
+
+
+def test_cross_entropy_grad_is_zero_when_every_target_is_ignored() -> None:
+    x = torch.randn(3, 4, requires_grad=True)
+    target = torch.full((3,), -100)
+    F.cross_entropy(x, target).backward()
+    assert torch.equal(losses.cross_entropy_grad(x.detach(), target), x.grad)
+
+
+def test_composed_cross_entropy_on_unbatched_input() -> None:
+    x = torch.randn(5, dtype=torch.float64)
+    for smoothing in (0.0, 0.3):
+        ours = losses.cross_entropy_composed(x, torch.tensor(2), label_smoothing=smoothing)
+        torch.testing.assert_close(ours, F.cross_entropy(x, torch.tensor(2), label_smoothing=smoothing))

@@ -116,3 +116,41 @@ def test_distance_errors_and_memory_formula() -> None:
         norms.pairwise_distances(rand(3, 2), rand(3, 2), method="cosine")
     assert norms.distance_memory_bytes(10, 20, 3, "broadcast") == (2 * 600 + 200) * 4
     assert norms.distance_memory_bytes(10, 20, 3, "gram") < norms.distance_memory_bytes(10, 20, 3, "einsum")
+
+
+# --- issue 13 regressions ----------------------------------------------------------------------
+
+def test_mse_and_mae_average_over_the_broadcast_size() -> None:
+    a, b = torch.randn(4, 1, dtype=torch.float64), torch.randn(1, 3, dtype=torch.float64)
+    expanded = torch.broadcast_tensors(a, b)
+    torch.testing.assert_close(norms.mse(a, b), F.mse_loss(*expanded))
+    torch.testing.assert_close(norms.mae(a, b), F.l1_loss(*expanded))
+    with pytest.raises(ValueError, match="do not broadcast"):
+        norms.mse(torch.zeros(3), torch.zeros(4))
+
+
+def test_clip_grad_norm_on_a_single_tensor_like_torch() -> None:
+    ours, theirs = (torch.nn.Parameter(torch.ones(3)) for _ in range(2))
+    ours.grad, theirs.grad = torch.full((3,), 10.0), torch.full((3,), 10.0)
+    torch.testing.assert_close(norms.clip_grad_norm(ours, 1.0), torch.nn.utils.clip_grad_norm_(theirs, 1.0))
+    torch.testing.assert_close(ours.grad, theirs.grad)
+    assert ours.grad.norm() < 1.0 + 1e-5
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, math.inf])
+def test_vector_norm_gradient_at_zero_is_zero_like_torch(p: float) -> None:
+    ours, theirs = torch.zeros(2, 3, requires_grad=True), torch.zeros(2, 3, requires_grad=True)
+    norms.vector_norm(ours, p, dim=1).sum().backward()
+    torch.linalg.vector_norm(theirs, p, dim=1).sum().backward()
+    assert torch.equal(ours.grad, theirs.grad)
+
+
+def test_mse_and_cosine_have_finite_gradients_at_zero() -> None:
+    x = torch.zeros(4, requires_grad=True)
+    norms.mse(x, torch.zeros(4)).backward()
+    assert torch.equal(x.grad, torch.zeros(4))
+    y = torch.zeros(4, requires_grad=True)
+    norms.cosine_similarity(y, torch.ones(4), dim=0).backward()
+    expected = torch.zeros(4, requires_grad=True)
+    F.cosine_similarity(expected, torch.ones(4), dim=0).backward()
+    torch.testing.assert_close(y.grad, expected.grad)
