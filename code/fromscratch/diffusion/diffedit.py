@@ -230,6 +230,8 @@ def generate_mask(parts: Parts, latents: torch.Tensor, reference: str | list[str
         raise ValueError(f"soft_to must be above the threshold {threshold}, got {soft_to}; "
                          "or None for a hard mask")
     check_latents(parts, latents)
+    if latents.shape[0] == 0:
+        raise ValueError("latents holds no image (batch of 0); give at least one")
     if not isinstance(num_draws, int) or num_draws < 1:
         raise ValueError(f"num_draws must be a positive integer, got {num_draws!r}")
     if clip_ratio <= 0:
@@ -447,6 +449,8 @@ def shape_edits(n: int, seed: int = 0, image_size: int | None = None, p_two: flo
     """
     from fromscratch.diffusion.shapes import COLOURS, SHAPES, SIZE_RADIUS, SIZES, make_shapes, shape_mask
 
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive number of edits, got {n!r}")
     data = make_shapes(n, seed=seed, p_two=p_two)
     rng = torch.Generator().manual_seed(seed)
     reference, query, kinds, masks, regions, same_size, shapes_, colours = [], [], [], [], [], [], [], []
