@@ -30,7 +30,8 @@ def test_cuda_without_gpu_says_what_to_do() -> None:
 def test_run_info_shows_profile_and_parameters(capsys) -> None:
     run = RunInfo.start("cpu", "cpu", steps=3)
     markdown = run._repr_markdown_()
-    assert "**cpu** profile" in markdown and "| `steps` | `3` |" in markdown
+    assert "**cpu** profile" in markdown and "`steps = 3`" in markdown
+    assert markdown.count("\n") == 1, "one compact paragraph, not a table"
     run.card()
     card = capsys.readouterr().out
     assert "torch" in card and "wall time" in card and "profile" in card

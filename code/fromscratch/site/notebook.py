@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,9 @@ from typing import Any
 import nbformat
 import yaml
 
-REQUIRED_FRONT_MATTER = ("title", "description", "date", "categories", "image")
+REQUIRED_FRONT_MATTER = ("title", "description", "date", "categories", "image", "image-alt")
 CITE_KEY = re.compile(r"(?<![\w@])@([A-Za-z][\w:-]*\w)")
 MARKDOWN_IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+)")
-CELL_OPTION = re.compile(r"^#\|\s*(?P<key>[\w-]+)\s*:\s*(?P<value>.*)$")
 
 
 def read(path: str | Path) -> nbformat.NotebookNode:
@@ -22,6 +22,22 @@ def read(path: str | Path) -> nbformat.NotebookNode:
         return nbformat.read(str(path), as_version=4)
     except Exception as error:  # nbformat raises several unrelated types
         raise ValueError(f"{path}: not a readable notebook ({error})") from error
+
+
+def write_canonical(nb: nbformat.NotebookNode, path: str | Path) -> None:
+    """Validate `nb` and write it as Jupyter does (sources as lists of lines)."""
+    nbformat.validate(nb)
+    nbformat.write(nb, str(path))
+
+
+def string_sources(path: str | Path) -> list[int]:
+    """Indices of cells whose source is stored as one string, not as a list of lines.
+
+    Legal nbformat, but Quarto drops the line breaks of such a source.
+    """
+    cells = json.loads(Path(path).read_text()).get("cells", [])
+    return [index for index, cell in enumerate(cells)
+            if isinstance(cell.get("source"), str) and cell["source"]]
 
 
 def front_matter(nb: nbformat.NotebookNode) -> dict[str, Any]:
@@ -57,14 +73,33 @@ def parameters(nb: nbformat.NotebookNode) -> dict[str, Any]:
     return values
 
 
-def cell_options(source: str) -> dict[str, str]:
-    """Quarto's `#| key: value` options at the top of a code cell."""
-    options = {}
+def option_lines(source: str) -> list[str]:
+    """The `#|` lines that open a code cell (Quarto's cell options)."""
+    lines = []
     for line in source.splitlines():
-        match = CELL_OPTION.match(line.strip())
-        if not match:
+        if not line.startswith("#|"):
             break
-        options[match["key"]] = match["value"].strip()
+        lines.append(line[2:].removeprefix(" "))
+    return lines
+
+
+def cell_options(source: str) -> dict[str, Any]:
+    """Quarto's `#| key: value` options at the top of a code cell, parsed as YAML.
+
+    Raises ValueError for options that strict YAML rejects (Quarto stops the render on them),
+    such as a backslash escape inside double quotes.
+    """
+    lines = option_lines(source)
+    if not lines:
+        return {}
+    try:
+        options = yaml.safe_load("\n".join(lines))
+    except yaml.YAMLError as error:
+        problem = str(error).splitlines()[-3:]
+        raise ValueError(f"cell options are not valid YAML: {' '.join(problem)}; quote values "
+                         "holding backslashes with single quotes") from error
+    if not isinstance(options, dict):
+        raise ValueError("cell options must be `#| key: value` lines")
     return options
 
 
@@ -104,7 +139,7 @@ def figures_without_alt(nb: nbformat.NotebookNode) -> list[str]:
         elif cell.cell_type == "code":
             makes_image = any(key.startswith("image/")
                               for out in cell.get("outputs", []) for key in out.get("data", {}))
-            if makes_image and not cell_options(cell.source).get("fig-alt"):
+            if makes_image and not str(cell_options(cell.source).get("fig-alt") or "").strip():
                 missing.append(f"cell {index}: figure output without '#| fig-alt:'")
     return missing
 

@@ -76,11 +76,10 @@ class RunInfo:
         return cls(profile, resolve_device(device), {"device": device, **parameters})
 
     def parameters_markdown(self) -> str:
-        """A sentence and a table: what this page was produced with."""
-        rows = "\n".join(f"| `{name}` | `{value!r}` |" for name, value in self.parameters.items())
-        return (f"This page was produced by the **{self.profile}** profile on "
-                f"**{device_name(self.device)}**, with these parameters:\n\n"
-                f"| parameter | value |\n|---|---|\n{rows}\n")
+        """One compact paragraph: the profile, device and parameters that produced this page."""
+        values = ", ".join(f"`{name} = {value!r}`" for name, value in self.parameters.items())
+        return (f"Produced by the **{self.profile}** profile on **{device_name(self.device)}**, "
+                f"with {values}.\n")
 
     def _repr_markdown_(self) -> str:
         return self.parameters_markdown()

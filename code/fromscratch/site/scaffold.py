@@ -24,6 +24,8 @@ from fromscratch.site.build import find_root
 RUN_BOX_TAG = "run-this-post"
 COLAB_TAG = "colab-setup"
 CARD_TAG = "environment-card"
+HIDDEN = "#| include: false"  # runs, but neither code nor output reaches the page
+NO_ECHO = "#| echo: false"  # its output reaches the page, its code does not
 
 
 def site_config(root: Path) -> dict:
@@ -62,7 +64,8 @@ Or open [the notebook]({repo_url}/blob/main/posts/{slug}/index.ipynb) in Jupyter
 def colab_setup(root: Path) -> str:
     """Code of the first code cell: in Colab only, install the package and its requirements."""
     repo_url = site_config(root)["repo-url"].rstrip("/")
-    return f'''# In Colab only: fetch the repository and install its package, so "Run all" works there.
+    return f'''#| include: false
+# In Colab only: fetch the repository and install its package, so "Run all" works there.
 import subprocess
 import sys
 
@@ -98,16 +101,18 @@ def new_post(root: Path, slug: str, title: str) -> Path:
     v4 = nbformat.v4
     front = {"title": title, "description": "One sentence: the abstract and the listing blurb.",
              "date": dt.date.today().isoformat(), "categories": ["foundations"],
-             "image": "thumbnail.png"}
+             "image": "thumbnail.png",
+             "image-alt": "What the listing image shows, for readers who cannot see it."}
     cells = [
         v4.new_raw_cell("---\n" + yaml.safe_dump(front, sort_keys=False) + "---"),
         v4.new_markdown_cell("Introduce the post here.\n\n" + run_box(root, slug),
                              metadata={"tags": [RUN_BOX_TAG]}),
         v4.new_code_cell(colab_setup(root), metadata={"tags": [COLAB_TAG]}),
-        v4.new_code_cell('profile = "cpu"  # "cpu": minutes on a laptop, offline; "gpu": full scale\n'
+        v4.new_code_cell(f"{HIDDEN}\n"
+                         'profile = "cpu"  # "cpu": minutes on a laptop, offline; "gpu": full scale\n'
                          'device = "auto"  # "auto" picks CUDA where available',
                          metadata={"tags": ["parameters"]}),
-        v4.new_code_cell("from fromscratch.site import RunInfo\n\n"
+        v4.new_code_cell(f"{NO_ECHO}\nfrom fromscratch.site import RunInfo\n\n"
                          "run = RunInfo.start(profile, device)\nrun"),
         v4.new_code_cell(CARD_SOURCE, metadata={"tags": [CARD_TAG]}),
     ]
@@ -120,13 +125,17 @@ def new_post(root: Path, slug: str, title: str) -> Path:
 
 
 def write(nb: nbformat.NotebookNode, path: Path) -> None:
-    """Write a notebook the way the repository keeps them: no outputs, stable JSON."""
+    """Write a notebook the way the repository keeps them: no outputs, canonical nbformat.
+
+    `notebook.write_canonical` stores sources as lists of lines, as Jupyter does; Quarto drops
+    the line breaks of a source stored as one string.
+    """
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         cell.pop("id", None)
     nb.nbformat_minor = 4
-    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    notebook.write_canonical(nb, path)
 
 
 def sync(root: Path) -> list[str]:
