@@ -4,6 +4,9 @@
 * `paired_bootstrap_interval`: an interval for the difference of any statistic of two methods measured
   on the same items, resampling the items (so the pairing is kept).
 * `wilson_interval`: an interval for one success rate.
+* `cluster_bootstrap_mean`: an interval for a mean (or a paired difference of means) when items come in
+  clusters, such as many samples of each of a few prompts: it resamples whole clusters.
+* `smallest_not_below_best`: the smallest setting whose mean is not significantly below the best one's.
 """
 
 from __future__ import annotations
@@ -105,3 +108,61 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Interva
     centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * sqrt(rate * (1 - rate) / n + z * z / (4 * n * n))
     return Interval(rate, max(0.0, centre - half), min(1.0, centre + half), confidence)
+
+
+def cluster_bootstrap_mean(values: np.ndarray | list, clusters: np.ndarray | list,
+                           baseline: np.ndarray | list | None = None, n_resamples: int = 10_000,
+                           confidence: float = 0.95, seed: int = 0) -> Interval:
+    """Percentile cluster-bootstrap interval of mean(values), or of mean(values - baseline) on the same items.
+
+    Items of one cluster (one prompt, say) are not independent, so each resample draws whole clusters
+    with replacement and keeps every item of each: the interval then includes the spread between
+    clusters. A resample's mean is its summed values over its item count (clusters may differ in size).
+    """
+    values = np.asarray(values, dtype=float)
+    clusters = np.asarray(clusters)
+    if values.ndim != 1 or clusters.shape != values.shape:
+        raise ValueError(f"values and clusters must be 1-d, one entry per item, got shapes {values.shape} "
+                         f"and {clusters.shape}")
+    if baseline is not None:
+        baseline = np.asarray(baseline, dtype=float)
+        if baseline.shape != values.shape:
+            raise ValueError(f"baseline must measure the same items as values: shape {values.shape}, "
+                             f"got {baseline.shape}")
+        values = values - baseline
+    names, index = np.unique(clusters, return_inverse=True)
+    if len(names) < 2:
+        raise ValueError(f"a cluster bootstrap needs at least 2 clusters, got {len(names)}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples}")
+    sums = np.bincount(index, weights=values)
+    counts = np.bincount(index).astype(float)
+    drawn = np.random.default_rng(seed).integers(0, len(names), size=(n_resamples, len(names)))
+    means = sums[drawn].sum(axis=1) / counts[drawn].sum(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return Interval(float(values.mean()), float(low), float(high), confidence)
+
+
+def smallest_not_below_best(settings: list[float], values: np.ndarray, clusters: np.ndarray | list,
+                            confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """(chosen setting, best setting): the smallest setting whose mean is not significantly below the best's.
+
+    `values` is (len(settings), items): row k measured at settings[k] on the same items (same prompts,
+    same noise). The best is the setting with the highest mean; a setting qualifies when the upper end
+    of the cluster-bootstrap interval of its paired difference to the best reaches 0. So a difference
+    of one or two items between two settings cannot decide the choice.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2 or len(settings) != len(values):
+        raise ValueError(f"values must be (len(settings), items) = ({len(settings)}, items), got shape "
+                         f"{values.shape}")
+    best = int(np.argmax(values.mean(axis=1)))
+    for k in np.argsort(settings):
+        difference = cluster_bootstrap_mean(values[k], clusters, values[best], confidence=confidence,
+                                            seed=seed)
+        if difference.high >= 0:
+            return settings[k], settings[best]
+    raise AssertionError("unreachable: the best setting's difference to itself is 0")
