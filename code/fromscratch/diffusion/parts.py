@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,25 +174,21 @@ def load_mini(device: torch.device, weights: str | Path | None = None,
                    float(meta["latent_scale"]), device, torch.float32)
 
 
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")  # "name" or "owner/name"
+HUB_PROBE_SECONDS = 5.0  # one request to the hub, not minutes of download retries, decides reachability
+
+
 def load_pretrained(model: str, device: torch.device, dtype: torch.dtype,
                     local_files_only: bool | None = None) -> SDParts:
-    """A real SD (or the tiny test SD) from a diffusers folder or a hub model id, with SD's DDIM settings."""
-    from huggingface_hub import constants
-    from transformers import CLIPTextModel, CLIPTokenizer
+    """A real SD (or the tiny test SD) from a diffusers folder or a hub model id, with SD's DDIM settings.
 
-    offline = constants.HF_HUB_OFFLINE if local_files_only is None else local_files_only
-    kwargs = dict(local_files_only=offline)
-    try:
-        tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer", **kwargs)
-        encoder = CLIPTextModel.from_pretrained(model, subfolder="text_encoder", dtype=dtype, **kwargs)
-        vae = AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=dtype, **kwargs)
-        unet = UNet2DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=dtype, **kwargs)
-    except (OSError, ValueError) as error:
-        where = "offline (HF_HUB_OFFLINE=1 or local_files_only)" if offline else "and the hub is unreachable"
-        raise ModelNotAvailableError(
-            f"cannot load {model!r}: it is not in the local Hugging Face cache {where}; on a machine with "
-            f"network run `hf download {model}` (or unset HF_HUB_OFFLINE), or pass a local diffusers folder "
-            f"[{type(error).__name__}]") from None
+    A hub id is looked up in the local Hugging Face cache first (no network); only when it is not there,
+    and downloads are allowed, is the hub asked once, with a short timeout, before downloading.
+    """
+    if _is_local_folder(model):
+        tokenizer, encoder, vae, unet = _load_folder_or_refuse(model, dtype)
+    else:
+        tokenizer, encoder, vae, unet = _load_from_hub(model, dtype, local_files_only)
     scheduler = DDIMScheduler(num_train_timesteps=1000, **SD_SCHEDULER)
     vae = vae.to(device).eval().requires_grad_(False)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
@@ -200,13 +197,99 @@ def load_pretrained(model: str, device: torch.device, dtype: torch.dtype,
                    unet.config.sample_size * factor, vae.config.scaling_factor, device, dtype)
 
 
+def _is_local_folder(model: str) -> bool:
+    """True for an existing folder; a one-line error for a path that is no folder and no hub id."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return True
+    if path.exists():
+        raise NotADirectoryError(f"model {model!r} is a file; pass a diffusers folder (unet/, vae/, "
+                                 "text_encoder/, tokenizer/) or a hub id like 'owner/name'")
+    if not HUB_ID.fullmatch(model):
+        raise FileNotFoundError(f"model folder {model!r} does not exist; check the path, or pass a hub id "
+                                "like 'CompVis/stable-diffusion-v1-4'")
+    return False
+
+
+def _load_components(model: str, dtype: torch.dtype, local_files_only: bool) -> tuple[Any, Any, Any, Any]:
+    """Tokenizer, text encoder, VAE and UNet from the subfolders of a diffusers layout."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    kwargs = dict(local_files_only=local_files_only)
+    tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer", **kwargs)
+    encoder = CLIPTextModel.from_pretrained(model, subfolder="text_encoder", dtype=dtype, **kwargs)
+    vae = AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=dtype, **kwargs)
+    unet = UNet2DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=dtype, **kwargs)
+    return tokenizer, encoder, vae, unet
+
+
+def _load_folder_or_refuse(model: str, dtype: torch.dtype) -> tuple[Any, Any, Any, Any]:
+    try:
+        return _load_components(str(Path(model).expanduser()), dtype, local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise ModelNotAvailableError(f"{model!r} is not a complete diffusers folder (it needs tokenizer/, "
+                                     f"text_encoder/, vae/ and unet/): {_first_line(error)}") from None
+
+
+def _load_from_hub(model: str, dtype: torch.dtype, local_files_only: bool | None
+                   ) -> tuple[Any, Any, Any, Any]:
+    """The cache first; then, if allowed and the hub answers within HUB_PROBE_SECONDS, a download."""
+    from huggingface_hub import constants
+
+    try:
+        return _load_components(model, dtype, local_files_only=True)
+    except (OSError, ValueError):
+        pass
+    get_it = f"on a machine with network run `hf download {model}`, or pass a local diffusers folder"
+    if local_files_only:
+        raise ModelNotAvailableError(f"cannot load {model!r}: it is not in the local Hugging Face cache and "
+                                     f"local_files_only=True forbids downloading; {get_it}")
+    if local_files_only is None and constants.HF_HUB_OFFLINE:
+        raise ModelNotAvailableError(f"cannot load {model!r}: it is not in the local Hugging Face cache and "
+                                     f"HF_HUB_OFFLINE is set; unset it to download, or {get_it}")
+    _probe_hub(model, get_it)
+    try:
+        return _load_components(model, dtype, local_files_only=False)
+    except (OSError, ValueError) as error:
+        raise ModelNotAvailableError(f"cannot download {model!r} from the hub: {_first_line(error)}; "
+                                     f"{get_it}") from None
+
+
+def _probe_hub(model: str, get_it: str) -> None:
+    """Ask the hub about `model` once, with a short timeout: a one-line error if it cannot answer."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        HfApi(endpoint=constants.ENDPOINT).model_info(model, timeout=HUB_PROBE_SECONDS)
+    except GatedRepoError:
+        raise ModelNotAvailableError(f"{model!r} is gated on the hub: accept its licence on its page and "
+                                     "log in with `hf auth login`") from None
+    except RepositoryNotFoundError:
+        raise ModelNotAvailableError(f"no model {model!r} on the hub (or it is private: log in with "
+                                     "`hf auth login`) and no folder of that name here; check it") from None
+    except HfHubHTTPError as error:
+        raise ModelNotAvailableError(f"the hub refused {model!r}: {_first_line(error)}") from None
+    except Exception as error:  # no network, DNS, proxy, timeout: the HTTP client's many errors
+        raise ModelNotAvailableError(
+            f"cannot load {model!r}: it is not in the local Hugging Face cache and the hub "
+            f"({constants.ENDPOINT}) cannot be reached [{type(error).__name__}, timeout "
+            f"{HUB_PROBE_SECONDS:.0f} s]; {get_it}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
 def load_parts(model: str = "mini", device: str | torch.device = "auto", dtype: torch.dtype | None = None,
                weights: str | Path | None = None, local_files_only: bool | None = None) -> SDParts:
     """Load SD's parts: "mini" (data/mini_sd.safetensors), a local diffusers folder, or a hub model id.
 
     dtype defaults to float16 for a real SD on CUDA and float32 otherwise. `weights` overrides the mini
-    SD file (its sha256 must still match). Offline, a hub id that is not cached raises a one-line
-    ModelNotAvailableError naming the model and how to get it.
+    SD file (its sha256 must still match). A hub id that is not cached and cannot be downloaded (offline,
+    or the hub does not answer within HUB_PROBE_SECONDS) raises a one-line ModelNotAvailableError naming
+    the model and how to get it; a folder that does not exist raises FileNotFoundError.
     """
     device = resolve_device(device)
     if model == "mini":

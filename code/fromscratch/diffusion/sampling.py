@@ -8,6 +8,7 @@ random draws follow diffusers' pipelines, so the same generator seed gives the s
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -19,8 +20,8 @@ from fromscratch.diffusion.parts import SDParts
 
 def fresh_scheduler(parts: SDParts, num_steps: int) -> DDIMScheduler:
     """A copy of the parts' scheduler set to `num_steps` steps (the shared one is never mutated)."""
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be at least 1, got {num_steps}")
+    if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
     scheduler = type(parts.scheduler).from_config(parts.scheduler.config)
     scheduler.set_timesteps(num_steps, device=parts.device)
     return scheduler
@@ -96,8 +97,9 @@ def generate(parts: SDParts, prompts: list[str], guidance_scale: float | torch.T
     decoded images when `return_latents` is set.
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    uncond, cond = prompt_embeddings(parts, prompts, negative_prompts)
+    _check_generate_inputs(parts, prompts, guidance_scale, latents)
     scheduler = fresh_scheduler(parts, num_steps)
+    uncond, cond = prompt_embeddings(parts, prompts, negative_prompts)
     if images is not None:
         if len(images) != len(prompts):
             raise ValueError(f"img2img needs one image per prompt, got {len(images)} images for "
@@ -116,6 +118,20 @@ def generate(parts: SDParts, prompts: list[str], guidance_scale: float | torch.T
         if callback is not None:
             callback(i, t, latents)
     return latents if return_latents else parts.decode_latents(latents)
+
+
+def _check_generate_inputs(parts: SDParts, prompts: list[str], guidance_scale: float | torch.Tensor,
+                           latents: torch.Tensor | None) -> None:
+    """One-line errors for an empty prompt list, and a guidance or latents tensor of the wrong shape."""
+    if not prompts:
+        raise ValueError("prompts is empty; give at least one prompt")
+    batch = len(prompts)
+    if isinstance(guidance_scale, torch.Tensor) and guidance_scale.numel() not in (1, batch):
+        raise ValueError(f"guidance_scale has {guidance_scale.numel()} values for {batch} prompts; "
+                         "give one number or one per prompt")
+    if latents is not None and tuple(latents.shape) != tuple(parts.latent_shape(batch)):
+        raise ValueError(f"latents must have shape {tuple(parts.latent_shape(batch))} for {batch} "
+                         f"prompt(s) and this model, got {tuple(latents.shape)}")
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
