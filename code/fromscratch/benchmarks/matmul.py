@@ -1,7 +1,7 @@
 """Benchmark of the matmul ladder's fast rungs: numba parallel blocked vs torch.matmul, numba CUDA vs cuBLAS.
 
 CPU: 1024 x 1024 float32, the numba `prange` blocked kernel against `torch.matmul` (MKL/oneDNN),
-timed in alternation in the same run so that a shared machine's load hits both alike.
+warmed up, then timed in alternating rounds so that a shared machine's load hits both alike.
 GPU (only where numba and torch both see one): 4096^3 float32, every numba CUDA kernel of
 `CUDA_RUNGS` (naive, tiled, register-tiled) against cuBLAS with TF32 off, so all do true FP32
 arithmetic.
@@ -16,41 +16,47 @@ import numba
 import torch
 
 from fromscratch import matmul as mm
-from fromscratch.bench import gflops, interleaved_times
+from fromscratch.bench import Timing, gflops, interleaved, quartiles, round_ratios
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
-def rows_for(times: dict[str, list[float]], flop: int, reference: str) -> list[dict]:
-    """One row per candidate: median seconds, GFLOP/s, and GFLOP/s as a fraction of the reference."""
-    reference_rate = gflops(flop, statistics.median(times[reference]))
+def rows_for(timings: dict[str, Timing], flop: int, reference: str) -> list[dict]:
+    """One row per candidate: median, quartiles and best seconds, GFLOP/s, and the fraction of the
+    reference's throughput as the median of the per-round paired ratios, with their quartiles."""
+    key = "fraction_of_" + reference.replace(" ", "_")
     rows = []
-    for name, seconds in times.items():
-        rate = gflops(flop, statistics.median(seconds))
-        rows.append({"name": name, "median_s": statistics.median(seconds), "best_s": min(seconds),
-                     "gflops": rate, "fraction_of_" + reference.replace(" ", "_"): rate / reference_rate})
+    for name, timing in timings.items():
+        q1, q3 = timing.quartiles
+        fractions = [1 / r for r in round_ratios(timing, timings[reference])]
+        f1, f3 = quartiles(fractions)
+        rows.append({"name": name, "median_s": timing.median, "q1_s": q1, "q3_s": q3, "best_s": timing.best,
+                     "calls": len(timing.times), "gflops": gflops(flop, timing.median),
+                     key: statistics.median(fractions), key + "_q1": f1, key + "_q3": f3})
     return rows
 
 
 def cpu_benchmark(size: int, rounds: int) -> list[dict]:
-    """numba parallel blocked against torch.matmul at size x size, float32.
+    """numba parallel blocked against torch.matmul at size x size, float32, on every core.
 
-    torch is timed alone first, then in alternation with numba (whose idle worker threads may
-    spin for a while); the fraction is taken against the faster of the two torch timings.
+    Both are warmed up, then timed in alternating rounds (one timing of each, used for every
+    figure); the fraction of torch is the median of the per-round ratios. Each row names the
+    size of the thread pool the candidate ran on.
     """
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=generator)
     b = torch.randn(size, size, generator=generator)
-    alone = interleaved_times({"torch.matmul alone": lambda: torch.matmul(a, b)}, rounds=rounds)
     error = (mm.matmul_numba_parallel(a, b) - a @ b).abs().max().item()
-    times = interleaved_times({"torch.matmul": lambda: torch.matmul(a, b),
-                               "numba parallel blocked": lambda: mm.matmul_numba_parallel(a, b)},
-                              rounds=rounds)
-    times = {**alone, **times}  # torch timed before numba's threads existed, and in alternation
-    fastest_torch = min(("torch.matmul alone", "torch.matmul"), key=lambda n: statistics.median(times[n]))
-    rows = rows_for(times, mm.matmul_flop(size, size, size), fastest_torch)
+    timings = interleaved({"torch.matmul": lambda: torch.matmul(a, b),
+                           "numba parallel blocked": lambda: mm.matmul_numba_parallel(a, b)},
+                          rounds=rounds, warmup=1)
+    rows = rows_for(timings, mm.matmul_flop(size, size, size), "torch.matmul")
+    threads = {"torch.matmul": torch.get_num_threads(), "numba parallel blocked": numba.get_num_threads()}
     for row in rows:
-        row["fraction_of_torch"] = row.pop("fraction_of_" + fastest_torch.replace(" ", "_"))
+        row["fraction_of_torch"] = row.pop("fraction_of_torch.matmul")
+        row["fraction_of_torch_q1"] = row.pop("fraction_of_torch.matmul_q1")
+        row["fraction_of_torch_q3"] = row.pop("fraction_of_torch.matmul_q3")
+        row["threads"] = threads[row["name"]]
     rows[-1]["max_abs_error"] = error
     return rows
 
@@ -71,7 +77,7 @@ def gpu_benchmark(size: int, rounds: int) -> list[dict]:
                   **{name: (lambda f=mm.RUNGS[name]: f(a, b)) for name in mm.CUDA_RUNGS}}
     errors = {name: (run().double() - expected).abs().max().item() for name, run in contenders.items()}
     del expected
-    times = interleaved_times(contenders, rounds=rounds, device="cuda")
+    times = interleaved(contenders, rounds=rounds, device="cuda")
     rows = rows_for(times, mm.matmul_flop(size, size, size), "cuBLAS torch.matmul")
     for row in rows:
         row["max_abs_error"] = errors[row["name"]]
@@ -89,8 +95,10 @@ def run(quick: bool = False) -> dict:
     numba_row = cpu_rows[-1]
     summary = {"cpu_size": size,
                "cpu_numba_parallel_gflops": numba_row["gflops"],
-               "cpu_torch_matmul_gflops": numba_row["gflops"] / numba_row["fraction_of_torch"],
+               "cpu_torch_matmul_gflops": cpu_rows[0]["gflops"],
                "cpu_numba_parallel_fraction_of_torch": numba_row["fraction_of_torch"],
+               "cpu_numba_parallel_fraction_of_torch_quartiles": [numba_row["fraction_of_torch_q1"],
+                                                                  numba_row["fraction_of_torch_q3"]],
                "cpu_target_fraction": 0.20}
     result = {"threads": threads, "cpu": cpu_rows}
     status = mm.cuda_status() if torch.cuda.is_available() else "no CUDA GPU"
