@@ -22,16 +22,28 @@ def logsumexp(x: Tensor, dim: int = -1, keepdim: bool = False) -> Tensor:
     Rows whose max is ±inf are handled as torch does: all -inf gives -inf, any +inf gives +inf.
     """
     _check_float(x, "x")
-    m = x.amax(dim, keepdim=True)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    m = _finite_row_max(x, dim)
     out = (x - m).exp().sum(dim, keepdim=True).log() + m
     return out if keepdim else out.squeeze(dim)
+
+
+def _row_max(x: Tensor, dim: int) -> Tensor:
+    """max along `dim`, kept as a size-1 axis; zeros for an empty tensor (amax has no identity)."""
+    if x.numel() == 0:
+        return x.sum(dim, keepdim=True)  # the right shape, checks `dim` like amax would
+    return x.amax(dim, keepdim=True)
+
+
+def _finite_row_max(x: Tensor, dim: int) -> Tensor:
+    """_row_max with ±inf and nan maxima replaced by 0: the shift must not turn inf - inf into nan."""
+    m = _row_max(x, dim)
+    return torch.where(torch.isfinite(m), m, torch.zeros_like(m))
 
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along `dim`, shifted by the row max so exp cannot overflow."""
     _check_float(x, "x")
-    e = (x - x.amax(dim, keepdim=True)).exp()
+    e = (x - _row_max(x, dim)).exp()
     return e / e.sum(dim, keepdim=True)
 
 
@@ -42,9 +54,7 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     (1e4 in float32 has a spacing of 1e-3; x - logsumexp(x) would round to it).
     """
     _check_float(x, "x")
-    m = x.amax(dim, keepdim=True)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    shifted = x - m
+    shifted = x - _row_max(x, dim)  # a row with +inf or only -inf gives nan everywhere, as in torch
     return shifted - shifted.exp().sum(dim, keepdim=True).log()
 
 
@@ -146,8 +156,8 @@ def _chunked_max_and_log_sum_exp(logits: Tensor) -> tuple[Tensor, Tensor]:
 
     _run_in_row_blocks(logits, blocks)
     m = m.squeeze(1)
-    infinite = ~torch.isfinite(m)
-    if infinite.any():  # rows of -inf (masked) or with +inf: shift by 0, as torch does
+    infinite = m == -torch.inf
+    if infinite.any():  # rows of only -inf: shift by 0 (a +inf or nan row stays nan, as in torch)
         m = m.where(~infinite, 0.0)
         sums[infinite] = (logits[infinite] - m[infinite, None]).exp().sum(1)
     return m, sums.log_()
@@ -244,6 +254,9 @@ def _soft_target_cross_entropy(logits: Tensor, probs: Tensor, reduction: str, sm
     if probs.shape != logits.shape:
         raise ValueError(f"probability targets must have the logits' shape {tuple(logits.shape)}, "
                          f"got {tuple(probs.shape)}")
+    if logits.dim() == 0:
+        raise ValueError("logits must have a class dimension: (C,) or (N, C, ...), got a scalar")
+    _check_classes(logits)
     dim = 1 if logits.dim() > 1 else 0
     if smoothing:
         probs = probs * (1 - smoothing) + smoothing / logits.shape[dim]
@@ -277,6 +290,8 @@ def cross_entropy_grad(logits: Tensor, target: Tensor, ignore_index: int = -100,
     _check_smoothing(label_smoothing)
     if logits.dim() != 2:
         raise ValueError(f"cross_entropy_grad takes (N, C) logits, got shape {tuple(logits.shape)}")
+    _check_float(logits, "logits")
+    _check_classes(logits)
     keep = target != ignore_index
     safe_target = torch.where(keep, target, torch.zeros_like(target))
     _check_targets(safe_target, logits.shape[1])
@@ -303,6 +318,7 @@ def _flatten_classes(x: Tensor, target: Tensor) -> tuple[Tensor, Tensor, tuple[i
         raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
     if x.dim() == 0:
         raise ValueError("input must have a class dimension: (C,) or (N, C, ...), got a scalar")
+    _check_classes(x)
     if x.dim() == 1:
         if target.dim() != 0:
             raise ValueError(f"unbatched input (C,) needs a scalar target, got shape {tuple(target.shape)}")
@@ -314,6 +330,14 @@ def _flatten_classes(x: Tensor, target: Tensor) -> tuple[Tensor, Tensor, tuple[i
         return x, target.long(), tuple(target.shape)
     c = x.shape[1]
     return x.movedim(1, -1).reshape(-1, c), target.reshape(-1).long(), tuple(target.shape)
+
+
+def _check_classes(x: Tensor) -> None:
+    """At least one class: with C = 0 torch returns nan or 0 depending on the path, never a loss."""
+    classes = x.shape[1] if x.dim() > 1 else x.shape[0]
+    if classes == 0:
+        raise ValueError(f"the class dimension of the input {tuple(x.shape)} is empty; a loss over "
+                         "classes needs at least one class")
 
 
 def _check_targets(target: Tensor, n_classes: int) -> None:
