@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from fromscratch import losses
-from fromscratch.bench import interleaved_times, peak_memory_bytes
+from fromscratch.bench import interleaved, peak_memory_bytes, quartiles, round_ratios
 from fromscratch.device import resolve_device
 
 FULL_SIZES = ((256, 10), (1024, 100), (4096, 1000), (1024, 32000), (8192, 32000))
@@ -50,14 +50,20 @@ def measure(batch: int, classes: int, dtype: torch.dtype = torch.float32, device
         "ours_fwd_bwd": forward_and_backward(losses.cross_entropy, logits, target),
         "torch_fwd_bwd": forward_and_backward(F.cross_entropy, logits, target),
     }
-    times = interleaved_times(candidates, rounds, repeats, device=dev)
-    for name, values in times.items():
-        row[f"{name}_s"] = statistics.median(values)
-        row[f"{name}_best_s"] = min(values)
+    timings = interleaved(candidates, rounds, repeats, device=dev)
+    for name, timing in timings.items():
+        row[f"{name}_s"] = timing.median
+        row[f"{name}_best_s"] = timing.best
+        row[f"{name}_q1_s"], row[f"{name}_q3_s"] = timing.quartiles
     for step in ("forward", "fwd_bwd"):
         # the best of many alternating calls is the estimate least disturbed by other programs
         row[f"ratio_{step}"] = row[f"ours_{step}_best_s"] / row[f"torch_{step}_best_s"]
         row[f"ratio_{step}_median"] = row[f"ours_{step}_s"] / row[f"torch_{step}_s"]
+        # and the spread: ours over torch's in each round, the two timed side by side
+        per_round = round_ratios(timings[f"ours_{step}"], timings[f"torch_{step}"])
+        row[f"ratio_{step}_rounds_median"] = statistics.median(per_round)
+        row[f"ratio_{step}_rounds_q1"], row[f"ratio_{step}_rounds_q3"] = quartiles(per_round)
+    row["rounds"] = rounds
     if memory:
         row["ours_peak_bytes"] = peak_memory_bytes(candidates["ours_forward"], dev)
         row["torch_peak_bytes"] = peak_memory_bytes(candidates["torch_forward"], dev)
