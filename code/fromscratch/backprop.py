@@ -328,8 +328,11 @@ def compare_with_autograd(model: Sequential, loss_fn: Module, x: Tensor, y: Tens
 def finite_difference_grad(fn: Callable[[], Tensor], tensor: Tensor, eps: float = 1e-6) -> Tensor:
     """Central differences (f(t + eps) - f(t - eps)) / 2 eps for every element of `tensor`, in place.
 
-    `fn` recomputes the scalar loss from the current values of `tensor`; use float64, where
-    the truncation error eps² and the rounding error 1e-16/eps are both around 1e-10.
+    `fn` recomputes the scalar loss from the current values of `tensor`; use float64. The
+    truncation error is about eps² |f'''| / 6 and the rounding error about 1e-16 |f| / eps:
+    for f and f''' of order one they meet near eps = 1e-5. A loss that is quadratic in the
+    element (piecewise, as with ReLU and squared error) has no truncation error unless
+    t ± eps crosses a kink, so there only rounding remains, and a larger eps is more accurate.
     """
     grad = torch.empty_like(tensor)
     flat, flat_grad = tensor.view(-1), grad.view(-1)
