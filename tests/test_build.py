@@ -12,6 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from fromscratch.site import notebook
+
 v4 = nbformat.v4
 
 
@@ -21,7 +23,8 @@ def make_post(root: Path, slug: str, body: str, gpu_yml: str | None = None) -> N
     folder.mkdir(parents=True)
     nb = v4.new_notebook(cells=[
         v4.new_raw_cell(f"---\ntitle: {slug}\n---"),
-        v4.new_code_cell('profile = "cpu"\nsize = 3', metadata={"tags": ["parameters"]}),
+        v4.new_code_cell('profile = "cpu"\nsize = 3\nlr = 0.1\nflag = True',
+                         metadata={"tags": ["parameters"]}),
         v4.new_code_cell(body),
     ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                 "language": "python"}})
@@ -71,12 +74,18 @@ out.mkdir(parents=True)
 @pytest.mark.parametrize(("args", "message"), [
     (["--posts", "nope"], "unknown post 'nope'; posts: bad, good"),
     (["--profile", "tpu"], "unknown profile 'tpu'; profiles: cpu, gpu"),
-    (["--posts", "good", "--param", "steps=3"], "has no parameter 'steps'; its parameters: profile, size"),
+    (["--posts", "good", "--param", "steps=3"],
+     "has no parameter 'steps'; its parameters: profile, size, lr, flag"),
     (["--posts", "good", "--param", "oops"], "bad --param 'oops'"),
+    (["--posts", "good", "--param", "profile=gpu"], "choose the profile with --profile"),
+    (["--posts", "good", "--param", "size=1e-3"], "--param size=1e-3 for post 'good': expected an integer"),
+    (["--posts", "good", "--param", "lr=fast"], "--param lr=fast for post 'good': expected a number"),
+    (["--posts", "good", "--param", "flag=maybe"], "expected true or false"),
+    (["--root", "/nonexistent/site"], "--root /nonexistent/site: no such folder"),
     (["--posts", "bad", "--profile", "gpu"], "post 'bad' has no gpu.yml"),
 ])
 def test_bad_requests_fail_in_one_line(site: Path, args: list[str], message: str) -> None:
-    done = run_build(site, *args)
+    done = run_build(site, *args) if "--root" not in args else run_build(Path(args[1]), *args[2:])
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
     assert message in done.stderr
@@ -138,3 +147,79 @@ def test_render_only_refuses_stale_notebooks(site: Path) -> None:
     done = run_build(site, "--render-only")
     assert done.returncode == 1
     assert "rendering skipped: bad, good not executed from the current source" in done.stdout
+
+
+def test_root_that_is_not_a_site_is_one_line(tmp_path: Path) -> None:
+    done = run_build(tmp_path)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0
+    assert "is not a site: it has no _quarto.yml" in done.stderr
+    assert not (tmp_path / "_build").exists()
+
+
+def test_parameter_values_take_the_declared_type(site: Path) -> None:
+    done = run_build(site, "--posts", "good", "--no-render", "--param", "lr=1e-3",
+                     "--param", "size=010", "--param", "flag=no")
+    assert done.returncode == 0, done.stderr
+    stamp = nbformat.read(str(site / "_build/posts/good/index.ipynb"), 4).metadata["fromscratch"]
+    assert stamp["parameters"] == {"lr": 0.001, "size": 10, "flag": False}
+
+
+@pytest.mark.parametrize(("broken", "message"), [
+    ("gpu.yml", "post 'bad': gpu.yml is not valid YAML (line 2)"),
+    ("gpu list", "post 'bad': gpu.yml must map parameter names to values, not hold a list"),
+    ("gpu type", "post 'bad': gpu.yml size: expected int, got str 'big'"),
+    ("notebook", "not a readable notebook"),
+    ("parameters", "the parameters cell sets size = 2 * 3, which is not a literal"),
+])
+def test_broken_post_fails_alone_in_one_line(site: Path, broken: str, message: str) -> None:
+    folder = site / "posts" / "bad"
+    if broken == "gpu.yml":
+        (folder / "gpu.yml").write_text("size: [1, 2\n")
+    elif broken == "gpu list":
+        (folder / "gpu.yml").write_text("- size: 1\n")
+    elif broken == "gpu type":
+        (folder / "gpu.yml").write_text("size: big\n")
+    elif broken == "notebook":
+        (folder / "index.ipynb").write_text('{"cells": [')
+    else:
+        nb = nbformat.read(str(folder / "index.ipynb"), 4)
+        nb.cells[1].source = 'profile = "cpu"\nsize = 2 * 3'
+        nbformat.write(nb, str(folder / "index.ipynb"))
+    profile = ["--profile", "gpu"] if broken.startswith("gpu") else []
+    done = run_build(site, "--no-render", *profile)
+    assert done.returncode == 1
+    failures = [line for line in done.stderr.splitlines() if line.startswith("FAILED bad")]
+    assert len(failures) == 1 and message in failures[0], done.stderr
+    report = {r["slug"]: r["status"] for r in json.loads((site / "_build/build-report.json").read_text())}
+    assert report == {"bad": "failed", "good": "ok"}
+
+
+def test_build_leftovers_do_not_poison_later_builds(site: Path) -> None:
+    (site / "_build" / "posts" / "good").mkdir(parents=True)
+    (site / "_build" / "posts" / "good" / "index.ipynb").write_text("not json")
+    (site / "_build" / "posts" / "gone").mkdir(parents=True)
+    (site / "_build" / "posts" / "gone" / "index.ipynb").write_text("{}")
+    done = run_build(site, "--posts", "good", "--no-render")
+    assert done.returncode == 0, done.stderr
+    assert not (site / "_build" / "posts" / "gone").exists(), "a deleted post's page stayed"
+
+
+def test_executed_notebook_is_canonical_and_hides_setup(site: Path) -> None:
+    done = run_build(site, "--posts", "good", "--no-render", "--param", "size=4")
+    assert done.returncode == 0, done.stderr
+    assert "without encryption" not in done.stdout + done.stderr
+    path = site / "_build/posts/good/index.ipynb"
+    assert notebook.string_sources(path) == []
+    nbformat.validate(nbformat.read(str(path), 4))
+    injected = [c for c in nbformat.read(str(path), 4).cells
+                if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and injected[0].source.startswith("#| include: false\n")
+
+
+def test_output_that_quarto_would_break_fails_the_post(site: Path) -> None:
+    make_post(site, "cites", "from IPython.display import Markdown, display\n"
+                             "display(Markdown('| rung |\\n|---|\\n| numba @njit |'))")
+    done = run_build(site, "--posts", "cites", "--no-render")
+    assert done.returncode == 1
+    assert "FAILED cites: Quarto would break the page: cell 2: '@njit' is read as a citation" \
+        in done.stderr

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from fromscratch.site import notebook
+from fromscratch.site import checks, notebook
 from site_paths import POSTS, ROOT
 
 pytestmark = [pytest.mark.posts, pytest.mark.skipif(not POSTS, reason="no posts yet")]
@@ -44,9 +44,11 @@ def test_executed_post_is_sound(build_report: dict, slug: str) -> None:
     folder = ROOT / "_build" / "posts" / slug
     executed = notebook.read(folder / "index.ipynb")
     assert not notebook.error_outputs(executed)
+    keys = checks.site_bib_keys(ROOT)
+    assert checks.notebook_problems(folder / "index.ipynb", keys) == [], "Quarto would break it"
     assert not notebook.figures_without_alt(executed)
     assert (folder / notebook.front_matter(executed)["image"]).exists(), "the run saves its thumbnail"
     shown = json.dumps([c.get("outputs", []) for c in executed.cells])
-    assert "This page was produced by the **cpu** profile" in shown
+    assert "Produced by the **cpu** profile" in shown
     card = "".join(o.get("text", "") for o in executed.cells[-1].get("outputs", []))
     assert "wall time" in card and "torch" in card and "profile" in card

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import yaml
 
-from fromscratch.site import notebook, scaffold
+from fromscratch.site import checks, notebook, scaffold
 from fromscratch.site.runinfo import PROFILES
 from site_paths import POSTS, ROOT, post_notebook
 
@@ -152,6 +152,46 @@ def test_citations_exist_and_images_have_alt(slug: str) -> None:
     nb = post_notebook(slug)
     assert notebook.cited_keys(nb) <= BIB_KEYS, notebook.cited_keys(nb) - BIB_KEYS
     assert not notebook.figures_without_alt(nb)
+
+
+@needs_posts
+@pytest.mark.parametrize("slug", POSTS)
+def test_quarto_can_render_the_committed_notebook(slug: str) -> None:
+    """Canonical nbformat, strict YAML options and front matter, citations Pandoc resolves."""
+    path = ROOT / "posts" / slug / "index.ipynb"
+    assert checks.notebook_problems(path, BIB_KEYS) == []
+
+
+@needs_posts
+@pytest.mark.parametrize("slug", POSTS)
+def test_setup_stays_off_the_page(slug: str) -> None:
+    """Before the first section: intro, run box, one statement of profile, device, parameters."""
+    nb = post_notebook(slug)
+    hidden = [c for c in nb.cells if c.cell_type == "code" and
+              ({scaffold.COLAB_TAG, "parameters"} & set(c.metadata.get("tags", [])))]
+    assert len(hidden) == 2
+    assert all(notebook.cell_options(c.source).get("include") is False for c in hidden)
+    starts = [c for c in nb.cells if c.cell_type == "code" and "RunInfo.start(" in c.source]
+    assert notebook.cell_options(starts[0].source).get("echo") is False
+    first_section = next(i for i, c in enumerate(nb.cells)
+                         if c.cell_type == "markdown" and c.source.lstrip().startswith("#"))
+    assert nb.cells.index(starts[0]) < first_section, "the run statement comes before the text"
+    shown = [index for index, c in enumerate(nb.cells[:first_section]) if c.cell_type == "code"
+             and c not in hidden and c not in starts
+             and notebook.cell_options(c.source).get("include") is not False
+             and notebook.cell_options(c.source).get("echo") is not False
+             and notebook.cell_options(c.source).get("code-fold") is not True]
+    assert not shown, f"cells {shown}: code open before the first section (fold or move it)"
+
+
+@needs_posts
+@pytest.mark.parametrize("slug", POSTS)
+def test_figure_cells_decide_their_folding(slug: str) -> None:
+    """Plotting code is folded unless the post says its code teaches (`code-fold: show`)."""
+    for index, cell in enumerate(post_notebook(slug).cells):
+        options = notebook.cell_options(cell.source) if cell.cell_type == "code" else {}
+        if "fig-alt" in options:
+            assert options.get("code-fold") in (True, "show"), f"cell {index}: set code-fold"
 
 
 @pytest.mark.skipif(shutil.which("quarto") is None, reason="Quarto is not installed here")

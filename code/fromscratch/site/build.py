@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from fromscratch.site import notebook
+from fromscratch.site import checks, notebook
+from fromscratch.site.params import ParameterError, check_value, parse_value
 from fromscratch.site.runinfo import PROFILES
 
 KERNEL = "fromscratch"
@@ -36,6 +37,11 @@ QUARTO_HELP = "install it from https://quarto.org/docs/get-started/ or with `pip
 
 class BuildError(Exception):
     """A bad request (unknown post, profile or parameter): reported in one line, exit 2."""
+
+
+class PostError(Exception):
+    """A post that cannot be executed as committed (unreadable notebook, bad gpu.yml): it fails
+    alone, in one line, and the other posts still run."""
 
 
 @dataclass
@@ -58,6 +64,17 @@ def find_root(start: Path | None = None) -> Path:
     raise BuildError(f"no _quarto.yml in {start} or above; run from the repository or pass --root")
 
 
+def site_root(root: Path | None) -> Path:
+    """The `--root` given on the command line, checked to be a site, else the one found from cwd."""
+    if root is None:
+        return find_root()
+    if not root.is_dir():
+        raise BuildError(f"--root {root}: no such folder")
+    if not (root / "_quarto.yml").exists():
+        raise BuildError(f"--root {root} is not a site: it has no _quarto.yml")
+    return root.resolve()
+
+
 def list_posts(root: Path) -> list[str]:
     """Slugs of the posts: folders of posts/ holding an index.ipynb."""
     return sorted(p.parent.name for p in (root / "posts").glob("*/index.ipynb"))
@@ -73,35 +90,78 @@ def select_posts(root: Path, requested: list[str] | None) -> list[str]:
     return list(requested) if requested else available
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """NAME=VALUE pairs from the command line; values are read as YAML (numbers, lists...)."""
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """NAME=VALUE pairs from the command line, as text; each post reads them as its own types."""
     overrides = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.isidentifier():
             raise BuildError(f"bad --param {pair!r}; write NAME=VALUE, e.g. --param steps=10")
-        overrides[name] = yaml.safe_load(value)
+        if name == "profile":
+            raise BuildError("--param profile=... would mislabel the page; choose the profile "
+                             "with --profile")
+        overrides[name] = value
     return overrides
 
 
-def post_parameters(root: Path, slug: str, profile: str, overrides: dict[str, Any]
+def declared_parameters(root: Path, slug: str) -> dict[str, Any]:
+    """The post's parameters cell: names and default values."""
+    try:
+        return notebook.parameters(notebook.read(root / "posts" / slug / "index.ipynb"))
+    except ValueError as error:
+        raise PostError(f"post {slug!r}: {error}") from error
+
+
+def gpu_parameters(root: Path, slug: str) -> dict[str, Any]:
+    """The post's gpu.yml: a mapping of parameter names to values."""
+    gpu_file = root / "posts" / slug / "gpu.yml"
+    if not gpu_file.exists():
+        raise BuildError(f"post {slug!r} has no gpu.yml, which the gpu profile reads")
+    try:
+        values = yaml.safe_load(gpu_file.read_text())
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise PostError(f"post {slug!r}: gpu.yml is not valid YAML{line}: "
+                        f"{getattr(error, 'problem', None) or error}") from error
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise PostError(f"post {slug!r}: gpu.yml must map parameter names to values, "
+                        f"not hold a {type(values).__name__}")
+    if values.get("profile", "gpu") != "gpu":
+        raise PostError(f"post {slug!r}: gpu.yml sets profile to {values['profile']!r}")
+    return values
+
+
+def post_parameters(root: Path, slug: str, profile: str, overrides: dict[str, str]
                     ) -> dict[str, Any]:
-    """Parameters papermill injects: the profile's file (gpu.yml), then command-line overrides."""
+    """Parameters papermill injects: the profile's file (gpu.yml), then command-line overrides,
+    each checked against the type of the declared default."""
     if profile not in PROFILES:
         raise BuildError(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
-    folder = root / "posts" / slug
-    params: dict[str, Any] = {}
-    if profile == "gpu":
-        gpu_file = folder / "gpu.yml"
-        if not gpu_file.exists():
-            raise BuildError(f"post {slug!r} has no gpu.yml, which the gpu profile reads")
-        params = {**(yaml.safe_load(gpu_file.read_text()) or {}), "profile": "gpu"}
-    params.update(overrides)
-    declared = notebook.parameters(notebook.read(folder / "index.ipynb"))
-    undeclared = sorted(set(params) - set(declared))
+    declared = declared_parameters(root, slug)
+    undeclared = sorted(set(overrides) - set(declared))
     if undeclared:
         raise BuildError(f"post {slug!r} has no parameter {', '.join(map(repr, undeclared))}; "
                          f"its parameters: {', '.join(declared)}")
+    params: dict[str, Any] = {}
+    if profile == "gpu":
+        for name, value in gpu_parameters(root, slug).items():
+            if name not in declared:
+                raise PostError(f"post {slug!r}: gpu.yml sets {name!r}, which the parameters "
+                                f"cell does not declare; its parameters: {', '.join(declared)}")
+            try:
+                params[name] = check_value(value, declared[name])
+            except ParameterError as error:
+                raise PostError(f"post {slug!r}: gpu.yml {name}: {error}") from error
+        params["profile"] = "gpu"
+    for name, text in overrides.items():
+        try:
+            params[name] = parse_value(text, declared[name])
+        except ParameterError as error:
+            raise BuildError(f"--param {name}={text} for post {slug!r}: {error} (the declared "
+                             f"default is {declared[name]!r})") from error
     return params
 
 
@@ -111,7 +171,8 @@ def source_digest(path: Path) -> str:
 
 
 def copy_site_sources(root: Path, build: Path) -> None:
-    """Refresh _build/ from the site sources, keeping executed notebooks of unchanged posts."""
+    """Refresh _build/ from the site sources, keeping executed notebooks of unchanged posts and
+    dropping those of posts that no longer exist."""
     build.mkdir(exist_ok=True)
     for entry in root.iterdir():
         if entry.is_file() and entry.suffix in SITE_FILE_SUFFIXES:
@@ -119,7 +180,11 @@ def copy_site_sources(root: Path, build: Path) -> None:
         elif entry.is_dir() and entry.name in SITE_FOLDERS:
             shutil.copytree(entry, build / entry.name, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("index.ipynb", ".ipynb_checkpoints"))
-    for slug in list_posts(root):
+    slugs = list_posts(root)
+    for leftover in (build / "posts").glob("*/index.ipynb"):
+        if leftover.parent.name not in slugs:
+            shutil.rmtree(leftover.parent)
+    for slug in slugs:
         source, executed = root / "posts" / slug / "index.ipynb", build / "posts" / slug
         if executed_stamp(executed / "index.ipynb", source) is None:
             shutil.copy2(source, executed / "index.ipynb")
@@ -129,7 +194,10 @@ def executed_stamp(executed: Path, source: Path) -> dict[str, Any] | None:
     """The build's stamp on an executed notebook if it ran the current source successfully."""
     if not executed.exists():
         return None
-    stamp = notebook.read(executed).metadata.get("fromscratch", {})
+    try:
+        stamp = notebook.read(executed).metadata.get("fromscratch", {})
+    except ValueError:  # a broken leftover is as good as none
+        return None
     ok = stamp.get("status") == "ok" and stamp.get("source_sha256") == source_digest(source)
     return stamp if ok else None
 
@@ -139,6 +207,39 @@ def kernel_name() -> str:
     from jupyter_client.kernelspec import KernelSpecManager
 
     return KERNEL if KERNEL in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+def ipc_kernel_manager() -> type:
+    """A kernel manager that talks to the kernel over local IPC sockets, not unencrypted TCP."""
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", str(Path(tempfile.mkdtemp(prefix="fromscratch-kernel-"))
+                                        / "kernel"))
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
+def finish_executed(output: Path, source: Path, result: PostResult, profile: str) -> None:
+    """Hide papermill's injected cell, stamp the run, write canonical nbformat, check for Quarto."""
+    executed = notebook.read(output)
+    for cell in executed.cells:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell.source = "#| include: false\n" + cell.source.removeprefix("#| include: false\n")
+    if result.status == "ok":
+        problems = checks.executed_problems(executed, checks.site_bib_keys(source.parents[2]))
+        if problems:
+            result.status, result.error = "failed", "Quarto would break the page: " + problems[0]
+    executed.metadata["fromscratch"] = {"profile": profile, "status": result.status,
+                                        "seconds": round(result.seconds, 1),
+                                        "parameters": result.parameters,
+                                        "source_sha256": source_digest(source)}
+    notebook.write_canonical(executed, output)
 
 
 def execute_post(root: Path, build: Path, slug: str, params: dict[str, Any], profile: str
@@ -154,7 +255,8 @@ def execute_post(root: Path, build: Path, slug: str, params: dict[str, Any], pro
     try:
         papermill.execute_notebook(str(source), str(output), parameters=params,
                                    kernel_name=kernel_name(), cwd=str(output.parent),
-                                   progress_bar=False, report_mode=False)
+                                   progress_bar=False, report_mode=False,
+                                   kernel_manager_class=ipc_kernel_manager())
         result.status = "ok"
     except PapermillExecutionError as error:
         result.status = "failed"
@@ -164,12 +266,10 @@ def execute_post(root: Path, build: Path, slug: str, params: dict[str, Any], pro
         result.error = f"{type(error).__name__}: {error}"
     result.seconds = time.perf_counter() - start
     if output.exists():
-        executed = notebook.read(output)
-        executed.metadata["fromscratch"] = {"profile": profile, "status": result.status,
-                                            "seconds": round(result.seconds, 1),
-                                            "parameters": params,
-                                            "source_sha256": source_digest(source)}
-        output.write_text(json.dumps(executed, indent=1, ensure_ascii=False) + "\n")
+        try:
+            finish_executed(output, source, result, profile)
+        except ValueError as error:  # an output papermill could not write whole
+            result.status, result.error = "failed", str(error)
     return result
 
 
@@ -231,27 +331,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build(args: argparse.Namespace) -> int:
     """Execute the selected posts, print the report, render when all is well; the exit code."""
-    root = args.root.resolve() if args.root else find_root()
+    root = site_root(args.root)
     slugs = select_posts(root, args.posts)
     overrides = parse_overrides(args.param)
-    plan = {slug: post_parameters(root, slug, args.profile, overrides) for slug in slugs}
+    plan, results = {}, []
+    for slug in slugs:
+        try:
+            plan[slug] = post_parameters(root, slug, args.profile, overrides)
+        except PostError as error:  # this post fails alone; the others still run
+            results.append(PostResult(slug, status="failed", error=str(error)))
     build_dir = root / BUILD_DIR
     if args.profile == "cpu":  # the default profile runs on what ships: never wait on the hub
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     copy_site_sources(root, build_dir)
-    results = []
     if not args.render_only:
         for slug, params in plan.items():
             print(f"executing {slug} ({args.profile}) ...", flush=True)
             results.append(execute_post(root, build_dir, slug, params, args.profile))
+        results.sort(key=lambda r: slugs.index(r.slug))
         print(report(results))
         (build_dir / "build-report.json").write_text(
             json.dumps([asdict(r) for r in results], indent=1) + "\n")
     failed = [r for r in results if r.status != "ok"]
     if failed:
         for r in failed:
-            print(f"FAILED {r.slug}: {r.error} (executed notebook: "
-                  f"{build_dir / 'posts' / r.slug / 'index.ipynb'})", file=sys.stderr)
+            where = (f" (executed notebook: {build_dir / 'posts' / r.slug / 'index.ipynb'})"
+                     if r.seconds else " (not executed)")
+            print(f"FAILED {r.slug}: {r.error}{where}", file=sys.stderr)
         print(f"{len(failed)} of {len(results)} posts failed; {SITE_DIR}/ left as it was",
               file=sys.stderr)
         return 1

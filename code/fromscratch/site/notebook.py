@@ -63,13 +63,24 @@ def parameters(nb: nbformat.NotebookNode) -> dict[str, Any]:
     cells = parameters_cells(nb)
     if len(cells) != 1:
         raise ValueError(f"a post needs exactly one cell tagged 'parameters', found {len(cells)}")
+    try:
+        body = ast.parse(cells[0].source).body
+    except SyntaxError as error:
+        raise ValueError(f"the parameters cell is not valid Python (line {error.lineno}: "
+                         f"{error.msg})") from None
     values: dict[str, Any] = {}
-    for node in ast.parse(cells[0].source).body:
-        if isinstance(node, ast.Assign | ast.AnnAssign):
+    for node in body:
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
                 if isinstance(target, ast.Name):
-                    values[target.id] = ast.literal_eval(node.value)
+                    try:
+                        values[target.id] = ast.literal_eval(node.value)
+                    except ValueError:
+                        raise ValueError(
+                            f"the parameters cell sets {target.id} = {ast.unparse(node.value)}, "
+                            "which is not a literal; write the value itself (papermill and the "
+                            "build read it as data)") from None
     return values
 
 
