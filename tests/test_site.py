@@ -57,8 +57,84 @@ def test_post_defaults_make_zotero_save_a_blog_post() -> None:
     assert POST_DEFAULTS["execute"]["enabled"] is False
     header = POST_DEFAULTS["format"]["html"]["include-in-header"]["text"]
     assert '<meta name="z.itemType" content="blogPost">' in header
-    for author in POST_DEFAULTS["author"]:
-        assert author["name"]["given"] and author["name"]["family"]
+    (author,) = POST_DEFAULTS["author"]
+    assert isinstance(author["name"], str) and len(author["name"].split()) == 1, \
+        "one word, so no reader splits it into a fake first and last name"
+
+
+def test_author_lives_in_one_place() -> None:
+    for slug in POSTS:
+        assert "author" not in notebook.front_matter(post_notebook(slug)), slug
+
+
+def csl_render(items: list[dict], text: str = "") -> str:
+    """Plain text of `text` and a bibliography of CSL-JSON `items` plus references.bib, in the
+    site's citation style, as Pandoc's citeproc (the one Quarto runs) writes them."""
+    import json as json_module
+    import tempfile
+
+    import pypandoc
+
+    with tempfile.TemporaryDirectory() as folder:
+        items_file = f"{folder}/items.json"
+        with open(items_file, "w") as handle:
+            json_module.dump(items, handle)
+        document = (f"---\nbibliography: [{items_file}, {ROOT / 'references.bib'}]\n"
+                    f"csl: {ROOT / QUARTO['csl']}\nnocite: '@*'\n---\n{text}\n")
+        return pypandoc.convert_text(document, "plain", format="markdown",
+                                     extra_args=["--citeproc", "--wrap=none"])
+
+
+def test_cite_this_post_reads_as_a_blog_post() -> None:
+    """The cite line Quarto builds from a post's metadata, in the site's style: no 'accepted'."""
+    url = f"{QUARTO['website']['site-url']}/posts/einsum/"
+    post = {"id": "post", "type": "post-weblog", "title": "Einsum", "URL": url,
+            "author": [{"family": POST_DEFAULTS["author"][0]["name"]}],
+            "issued": {"date-parts": [[2026, 11, 26]]}}
+    line = next(p for p in csl_render([post]).split("\n\n") if url in p)
+    blog = QUARTO["website"]["title"]
+    assert line == f"{POST_DEFAULTS['author'][0]['name']}. 2026. “Einsum.” {blog} (blog), " \
+                   f"November 26. {url}."
+    assert "accepted" not in line
+
+
+def test_csl_names_the_blog_as_the_site_does() -> None:
+    csl = (ROOT / QUARTO["csl"]).read_text()
+    assert f'<text value="{QUARTO["website"]["title"]}" font-style="italic"/>' in csl
+
+
+def test_every_reference_renders_with_author_year_and_title() -> None:
+    entries = [e for e in csl_render([], "").split("\n\n") if e.strip()]
+    assert len(entries) == len(BIB_KEYS)
+    for entry in entries:
+        assert re.search(r"^[^.]+.*?\. (1[89]|20)\d\d[a-z]?\. \S", entry), entry
+        assert "accepted" not in entry
+
+
+def test_theme_passes_contrast_and_links_are_not_colour_only() -> None:
+    def luminance(hex_colour: str) -> float:
+        channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    light = QUARTO["format"]["html"]["theme"]["light"]
+    scss = (ROOT / light[1]).read_text()
+    primary = re.search(r"^\$primary:\s*(#[0-9a-fA-F]{6});", scss, re.M)[1]
+    assert (1.05) / (luminance(primary) + 0.05) >= 4.5, "white on the banner, links on white"
+    assert re.search(r"^\$link-decoration:\s*underline;", scss, re.M)
+    dark = (ROOT / QUARTO["format"]["html"]["theme"]["dark"][1]).read_text()
+    assert re.search(r"^\$link-decoration:\s*underline;", dark, re.M)
+    after_body = (ROOT / QUARTO["format"]["html"]["include-after-body"]).read_text()
+    for fix in ("navbar-toggler", "callout-header", "quarto-appendix-citeas"):
+        assert fix in after_body
+
+
+def test_listing_headings_descend_in_order() -> None:
+    """The listing's post titles are h3: an h2 must come between them and the page's h1."""
+    text = (ROOT / "index.qmd").read_text()
+    listing_id = yaml.safe_load(text.split("---")[1])["listing"]["id"]
+    body = text.split("---", 2)[2]
+    assert re.search(rf"^## .+\n(.|\n)*^::: \{{#{listing_id}\}}", body, re.M)
 
 
 @pytest.mark.parametrize("path", ["_quarto.yml", "posts/_metadata.yml", "index.qmd", "about.qmd"])
