@@ -56,10 +56,10 @@ def _reduced_dims(x: torch.Tensor, dim: int | tuple[int, ...] | None) -> tuple[i
     rank = max(x.ndim, 1)
     if not all(isinstance(d, int) and -rank <= d < rank for d in dims):
         raise IndexError(f"dim must name axes of x (shape {tuple(x.shape)}), got {dim!r}")
-    axes = tuple(d % rank for d in dims) if x.ndim else ()
+    axes = tuple(d % rank for d in dims)
     if len(set(axes)) != len(axes):
         raise ValueError(f"dim names an axis twice: {dim!r}")
-    return axes
+    return axes if x.ndim else ()
 
 
 class _VectorNorm(torch.autograd.Function):
@@ -128,13 +128,18 @@ def frobenius_norm(a: torch.Tensor) -> torch.Tensor:
 def matrix_norm_1(a: torch.Tensor) -> torch.Tensor:
     """The norm induced by L1: the largest column sum of |a|."""
     _check_tensor(a, "a", ndim=2)
-    return a.abs().sum(dim=0).amax()
+    return _largest(a.abs().sum(dim=0))
 
 
 def matrix_norm_inf(a: torch.Tensor) -> torch.Tensor:
     """The norm induced by L-infinity: the largest row sum of |a|."""
     _check_tensor(a, "a", ndim=2)
-    return a.abs().sum(dim=1).amax()
+    return _largest(a.abs().sum(dim=1))
+
+
+def _largest(sums: torch.Tensor) -> torch.Tensor:
+    """The largest of the row or column sums; 0 for an empty matrix, as torch.linalg.matrix_norm."""
+    return sums.amax() if sums.numel() else sums.sum()
 
 
 def power_iteration(a: torch.Tensor, iterations: int = 100, tol: float = 1e-7, seed: int = 0
@@ -177,9 +182,14 @@ def spectral_norm(a: torch.Tensor, iterations: int = 100, tol: float = 1e-7) -> 
 # --- Where norms appear in deep learning -------------------------------------------------------
 
 def mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error: the squared L2 norm of the residual, divided by its (broadcast) size."""
+    """Mean squared error: the squared L2 norm of the residual, divided by its (broadcast) size.
+
+    The squared norm is summed directly, sum(r * r), not squared after a square root: no rounding
+    through sqrt, and a finite gradient 2 r / n even where the sum overflows (as in torch).
+    """
     residual = _residual(prediction, target)
-    return vector_norm(residual) ** 2 / residual.numel()
+    wide = residual.to(_accumulation_dtype(residual.dtype))  # half precision is summed in float32
+    return ((wide * wide).sum() / residual.numel()).to(residual.dtype)
 
 
 def mae(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -202,11 +212,21 @@ def _residual(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def cosine_similarity(x: torch.Tensor, y: torch.Tensor, dim: int = -1, eps: float = 1e-8
                       ) -> torch.Tensor:
-    """x . y / (|x| |y|) along `dim`; each norm is floored at `eps` as torch does."""
+    """x . y / (|x| |y|) along `dim`; each norm is floored at `eps` as torch does.
+
+    As in torch, each vector is divided by its floored norm before the dot product (no overflow of
+    |x| |y|), and the floor is invisible to autograd: the gradient is that of the unfloored norm.
+    """
     _check_tensor(x, "x")
     _check_tensor(y, "y")
-    dot = (x * y).sum(dim=dim)
-    return dot / (vector_norm(x, dim=dim).clamp_min(eps) * vector_norm(y, dim=dim).clamp_min(eps))
+    return (_unit(x, dim, eps) * _unit(y, dim, eps)).sum(dim=dim)
+
+
+def _unit(x: torch.Tensor, dim: int, eps: float) -> torch.Tensor:
+    """x / max(|x|, eps) along `dim`, the max applied to the value only (torch clamps under no_grad)."""
+    norm = vector_norm(x, dim=dim)
+    floored = torch.where(norm < eps, norm + (eps - norm).detach(), norm)
+    return x / _unsqueeze(floored, _reduced_dims(x, dim))
 
 
 def clip_grad_norm(parameters: torch.Tensor | Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
@@ -275,7 +295,7 @@ def sq_distances_gram_safe(x: torch.Tensor, y: torch.Tensor, risk: float = 1e-3)
     x_sq, y_sq = (x * x).sum(dim=1), (y * y).sum(dim=1)
     scale = x_sq[:, None] + y_sq[None, :]
     d2 = scale - 2.0 * (x @ y.T)
-    rows, cols = torch.nonzero(d2 < risk * scale, as_tuple=True)
+    rows, cols = torch.nonzero(~(d2 >= risk * scale), as_tuple=True)  # also nan: inf - inf on overflow
     if rows.numel():
         d2[rows, cols] = ((x[rows] - y[cols]) ** 2).sum(dim=1)
     return d2.clamp_min_(0.0)
@@ -287,11 +307,16 @@ SQ_DISTANCES = {"broadcast": sq_distances_broadcast, "einsum": sq_distances_eins
 
 def pairwise_distances(x: torch.Tensor, y: torch.Tensor, method: str = "gram_safe",
                        squared: bool = False) -> torch.Tensor:
-    """(n, m) Euclidean distances between the rows of x (n, d) and y (m, d), like torch.cdist."""
+    """(n, m) Euclidean distances between the rows of x (n, d) and y (m, d), like torch.cdist.
+
+    Unlike torch.cdist it accepts float16 and bfloat16: those are computed in float32 and rounded.
+    """
     if method not in SQ_DISTANCES:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(DISTANCE_METHODS)}")
-    d2 = SQ_DISTANCES[method](x, y)
-    return d2 if squared else d2.clamp_min(0.0).sqrt()
+    _check_points(x, y)
+    wide = _accumulation_dtype(x.dtype)
+    d2 = SQ_DISTANCES[method](x.to(wide), y.to(wide))
+    return (d2 if squared else d2.clamp_min(0.0).sqrt()).to(x.dtype)
 
 
 def distance_memory_bytes(n: int, m: int, d: int, method: str, itemsize: int = 4) -> int:
