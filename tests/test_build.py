@@ -162,6 +162,11 @@ def test_parameter_values_take_the_declared_type(site: Path) -> None:
     assert done.returncode == 0, done.stderr
     stamp = nbformat.read(str(site / "_build/posts/good/index.ipynb"), 4).metadata["fromscratch"]
     assert stamp["parameters"] == {"lr": 0.001, "size": 10, "flag": False}
+    (site / "posts" / "good" / "gpu.yml").write_text("lr: null\nsize: 7\n")  # null: switched off
+    done = run_build(site, "--posts", "good", "--no-render", "--profile", "gpu")
+    assert done.returncode == 0, done.stderr
+    stamp = nbformat.read(str(site / "_build/posts/good/index.ipynb"), 4).metadata["fromscratch"]
+    assert stamp["parameters"] == {"lr": None, "size": 7, "profile": "gpu"}
 
 
 @pytest.mark.parametrize(("broken", "message"), [

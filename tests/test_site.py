@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from fromscratch.site import checks, notebook, scaffold
+from fromscratch.site.params import check_value
 from fromscratch.site.runinfo import PROFILES
 from site_paths import POSTS, ROOT, post_notebook
 
@@ -180,6 +181,8 @@ def test_parameters_cell_and_gpu_profile(slug: str) -> None:
     gpu = yaml.safe_load((ROOT / "posts" / slug / "gpu.yml").read_text())
     assert isinstance(gpu, dict) and gpu.get("device") == "cuda"
     assert set(gpu) <= set(params), f"gpu.yml sets undeclared {set(gpu) - set(params)}"
+    for name, value in gpu.items():
+        check_value(value, params[name])  # the build refuses a value of another type
     assert gpu.get("profile", "gpu") in PROFILES
 
 

@@ -68,8 +68,10 @@ def parse_value(text: str, default: Any) -> Any:
     """Read `text` (from `--param NAME=text`) as the type of the declared `default`.
 
     Lists are written as JSON (`[64, 256]`) or comma-separated (`64,256`); each item takes the
-    type of the default's first item.
+    type of the default's first item. `null` (or `none`) sets any parameter to None.
     """
+    if text.strip().lower() in ("null", "none") and not isinstance(default, str):
+        return None
     if isinstance(default, list | tuple):
         body, model = text.strip(), (default[0] if default else None)
         if body.startswith("["):
@@ -94,7 +96,7 @@ def parse_value(text: str, default: Any) -> Any:
 
 def check_value(value: Any, default: Any) -> Any:
     """A value already typed (from gpu.yml) checked against the default's type; ints widen to float."""
-    if default is None:
+    if default is None or value is None:  # null switches an optional feature off (soft_to: null)
         return value
     if isinstance(default, bool) or isinstance(value, bool):
         if isinstance(default, bool) and isinstance(value, bool):
