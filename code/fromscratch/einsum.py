@@ -122,16 +122,19 @@ def align(t: torch.Tensor, labels: tuple[str, ...], order: tuple[str, ...]) -> t
 
 
 def _check_sizes(operands: list[torch.Tensor], inputs: tuple[tuple[str, ...], ...]) -> None:
-    """Every letter must have one size across operands (ellipsis axes may broadcast from 1)."""
+    """Every label must have one size across operands, except that a size of 1 broadcasts (as in torch).
+
+    Within one operand a repeated letter needs equal sizes: `take_diagonals` checks that.
+    """
     sizes: dict[str, int] = {}
     for t, labels in zip(operands, inputs, strict=True):
         for label, size in zip(labels, t.shape, strict=True):
             known = sizes.setdefault(label, size)
-            if known == size or (label.startswith("…") and 1 in (known, size)):
-                sizes[label] = max(known, size)
+            if known == size or 1 in (known, size):
+                sizes[label] = size if known == 1 else known
             else:
                 raise ValueError(f"label {label!r} has size {known} in one place and {size} in "
-                                 "another; sizes of a letter must agree")
+                                 "another; sizes of a letter must agree (or be 1, to broadcast)")
 
 
 def einsum(subscripts: str, *operands: torch.Tensor) -> torch.Tensor:
@@ -141,6 +144,10 @@ def einsum(subscripts: str, *operands: torch.Tensor) -> torch.Tensor:
     operand and not the output needs is summed away, so the intermediate stays as small as
     this order allows. The product itself is a broadcast: its size is the product of the
     sizes of all labels involved (for matmul, m * k * n numbers).
+
+    Differences from torch: int32 operands are accepted (a spec that sums returns int64, as torch.sum);
+    with ±inf or nan in several operands, whether inf * 0 = nan shows up depends on the order of the
+    contractions, and ours (left to right) is not torch's.
     """
     if len(operands) == 1 and isinstance(operands[0], list | tuple):
         operands = tuple(operands[0])
