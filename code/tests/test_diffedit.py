@@ -1,5 +1,8 @@
 """DiffEdit's three steps on the tiny random SD, checked against diffusers' DiffEdit pipeline."""
 
+import dataclasses
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -149,6 +152,85 @@ def test_inversion_then_decoding_reconstructs(parts):
           f" (bound {RECONSTRUCTION_BOUND})")
     assert relative < RECONSTRUCTION_BOUND
     assert relative < baseline / 5
+
+
+def step_residuals(parts, trajectory, num_steps, strength):
+    """Per level: how far one DDIM decoding step from x_k lands from x_{k-1} (relative)."""
+    schedule = de.edit_schedule(parts, num_steps, strength)
+    (context,) = de.embed(parts, [""] * trajectory.shape[1])
+    out = []
+    for k, t in enumerate(schedule.timesteps, start=1):
+        eps = de.predict_noise(parts, trajectory[k], t, context)
+        back = de.ddim_move(trajectory[k], eps, schedule.alphas[k], schedule.alphas[k - 1])
+        out.append(((back - trajectory[k - 1]).norm() / trajectory[k - 1].norm()).item())
+    return out
+
+
+class LinearNoise(torch.nn.Module):
+    """A stand-in UNet whose noise prediction is `slope` * x: the exact inverse step has a closed form."""
+
+    def __init__(self, slope: float, config):
+        super().__init__()
+        self.slope, self.config = slope, config  # the real UNet's config gives the latent shape
+
+    def forward(self, x, t, encoder_hidden_states=None):
+        return SimpleNamespace(sample=self.slope * x)
+
+
+def test_fixed_point_inversion_solves_the_exact_step(parts, latents):
+    paper = de.invert(parts, latents, strength=0.5, num_steps=10)
+    assert torch.equal(de.invert(parts, latents, 0.5, 10, fixed_point_iterations=0), paper)
+    slope = 0.3
+    linear = dataclasses.replace(parts, unet=LinearNoise(slope, parts.unet.config))
+    schedule = de.edit_schedule(parts, 10, 0.5)
+    exact = de.invert(linear, latents, strength=0.5, num_steps=10, fixed_point_iterations=40)
+    approximate = de.invert(linear, latents, strength=0.5, num_steps=10)
+    for k in range(1, len(schedule) + 1):
+        # x_k = sqrt(a_k) (x_{k-1} - sqrt(1 - a_{k-1}) s x_k) / sqrt(a_{k-1}) + sqrt(1 - a_k) s x_k, solved
+        below, above = float(schedule.alphas[k - 1]), float(schedule.alphas[k])
+        ratio = (above / below) ** 0.5
+        solved = ratio * exact[k - 1] / (1 + ratio * (1 - below) ** 0.5 * slope - (1 - above) ** 0.5 * slope)
+        torch.testing.assert_close(exact[k], solved, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(approximate[-1], exact[-1], atol=1e-3)
+    rebuilt = de.decode(linear, exact, "", guidance_scale=1.0, num_steps=10, strength=0.5)
+    torch.testing.assert_close(rebuilt, latents, atol=1e-5, rtol=1e-5)  # the exact inverse decodes back
+
+
+@pytest.mark.parametrize("iterations", [-1, 1.5, True])
+def test_bad_fixed_point_iterations(parts, latents, iterations):
+    with pytest.raises(ValueError, match="fixed_point_iterations must be an integer"):
+        de.invert(parts, latents, fixed_point_iterations=iterations)
+
+
+def test_encoding_statistics_of_forward_noise(parts):
+    latents = torch.randn(3, *parts.latent_shape(1)[1:], generator=torch.Generator().manual_seed(2)) * 0.5
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(3))
+    schedule = de.edit_schedule(parts, 10, 0.7)
+    levels = de.encoding_statistics(de.add_noise(parts, latents, 0.7, 10, noise=noise), schedule)
+    assert len(levels) == len(schedule)
+    for level, alpha in zip(levels, schedule.alphas[1:], strict=True):
+        assert level.alpha_bar == pytest.approx(float(alpha))
+        torch.testing.assert_close(level.noise_std, noise.double().flatten(1).std(1), atol=1e-5, rtol=1e-5)
+        assert level.noise_correlation.abs().max() < 0.15  # white noise (256 pixels per channel)
+        torch.testing.assert_close(level.std, level.expected_std, atol=0.03, rtol=0.03)
+        expected = torch.full((3,), float(alpha), dtype=torch.float64)
+        torch.testing.assert_close(level.effective_alpha_bar, expected, atol=0.02, rtol=0.1)
+    # a scaled copy of the input and no noise: all signal
+    still = torch.stack([latents, 0.5 * latents])
+    (level,) = de.encoding_statistics(still, schedule)
+    torch.testing.assert_close(level.effective_alpha_bar, torch.ones(3, dtype=torch.float64))
+
+
+def test_neighbour_correlation_against_numpy():
+    maps = torch.randn(2, 3, 6, 7, generator=torch.Generator().manual_seed(4)).cumsum(-1)  # correlated rows
+    ours = de.neighbour_correlation(maps)
+    for b in range(2):
+        centred = (maps[b] - maps[b].mean(dim=(-2, -1), keepdim=True)).numpy()
+        across = np.corrcoef(centred[..., 1:].ravel(), centred[..., :-1].ravel())[0, 1]
+        down = np.corrcoef(centred[..., 1:, :].ravel(), centred[..., :-1, :].ravel())[0, 1]
+        # np.corrcoef centres each slice again; ours keeps the per-map centring: equal up to that shift
+        assert ours[b].item() == pytest.approx((across + down) / 2, abs=0.05)
+    assert ours.min() > 0.2  # correlated along rows, not down columns
 
 
 def test_unmasked_decoding_matches_diffusers(parts, pipe, latents):

@@ -270,22 +270,34 @@ def generate_mask(parts: Parts, latents: torch.Tensor, reference: str | list[str
 
 @torch.no_grad()
 def invert(parts: Parts, latents: torch.Tensor, strength: float = 0.5, num_steps: int = 50,
-           prompt: str | list[str] = "", batch_size: int | None = None) -> torch.Tensor:
+           prompt: str | list[str] = "", batch_size: int | None = None,
+           fixed_point_iterations: int = 0) -> torch.Tensor:
     """DiffEdit step 2: DDIM inversion (unconditional by default) up to the encoding ratio `strength`.
 
     Returns the trajectory (K + 1, B, C, h, w) in order of increasing noise: [0] is the input, [k] the
     latent at level k of `edit_schedule`, [K] the starting point of decoding. Each step runs the DDIM
     update backwards, with the noise predicted at the target timestep (as diffusers'
     DDIMInverseScheduler does): eps(x_{k-1}, t_k) stands in for the unknown eps(x_k, t_k).
+    `fixed_point_iterations` > 0 (not in the paper) then solves the exact step
+    x_k = move(x_{k-1}, eps(x_k, t_k)) by that many fixed-point iterations: the x_k that one DDIM
+    decoding step maps back to x_{k-1}. Each iteration costs one more UNet call per level.
     """
     check_latents(parts, latents)
+    if isinstance(fixed_point_iterations, bool) or not isinstance(fixed_point_iterations, int) \
+            or fixed_point_iterations < 0:
+        raise ValueError(f"fixed_point_iterations must be an integer >= 0 (0: the paper's inversion), "
+                         f"got {fixed_point_iterations!r}")
     schedule = edit_schedule(parts, num_steps, strength)
     (context,) = embed(parts, as_prompts(prompt, latents.shape[0], "prompt"))
     x = latents.float().to(parts.device)
     trajectory = [x]
     for k, t in enumerate(schedule.timesteps, start=1):
-        eps = predict_noise(parts, x, t, context, batch_size)
-        x = ddim_move(x, eps, schedule.alphas[k - 1], schedule.alphas[k], schedule.clip)
+        below, above = schedule.alphas[k - 1], schedule.alphas[k]
+        guess = ddim_move(x, predict_noise(parts, x, t, context, batch_size), below, above, schedule.clip)
+        for _ in range(fixed_point_iterations):
+            guess = ddim_move(x, predict_noise(parts, guess, t, context, batch_size), below, above,
+                              schedule.clip)
+        x = guess
         trajectory.append(x)
     return torch.stack(trajectory)
 
@@ -304,6 +316,52 @@ def add_noise(parts: Parts, latents: torch.Tensor, strength: float = 0.5, num_st
     noise = noise.to(x)
     levels = [x] + [float(a) ** 0.5 * x + float(1 - a) ** 0.5 * noise for a in schedule.alphas[1:]]
     return torch.stack(levels)
+
+
+@dataclass
+class LevelStatistics:
+    """How much an encoded latent x_k looks like the forward process at its level: (B,) per image."""
+
+    alpha_bar: float  # the schedule's signal fraction at this level
+    std: torch.Tensor  # std of x_k over its entries
+    expected_std: torch.Tensor  # what forward noise gives: sqrt(alpha_bar var(x_0) + 1 - alpha_bar)
+    noise_std: torch.Tensor  # std of the implied noise (x_k - sqrt(alpha_bar) x_0) / sqrt(1 - alpha_bar): 1
+    noise_correlation: torch.Tensor  # its correlation between neighbouring pixels: 0 for Gaussian noise
+    effective_alpha_bar: torch.Tensor  # c^2 / (c^2 + var(x_k - c x_0)), c the least-squares fit of x_0
+
+
+def neighbour_correlation(maps: torch.Tensor) -> torch.Tensor:
+    """(B,) correlation of (B, C, h, w) maps between horizontally and vertically adjacent pixels (mean)."""
+    centred = maps - maps.mean(dim=(-2, -1), keepdim=True)
+
+    def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a * b).sum(dim=(1, 2, 3)) / (a.pow(2).sum(dim=(1, 2, 3)) * b.pow(2).sum(dim=(1, 2, 3))).sqrt()
+
+    return (correlation(centred[..., :, 1:], centred[..., :, :-1])
+            + correlation(centred[..., 1:, :], centred[..., :-1, :])) / 2
+
+
+def encoding_statistics(trajectory: torch.Tensor, schedule: Schedule) -> list[LevelStatistics]:
+    """Statistics of every level k >= 1 of an encoding trajectory (from `invert` or `add_noise`).
+
+    Forward diffusion gives x_k = sqrt(a) x_0 + sqrt(1 - a) eps with Gaussian eps: these numbers say
+    how far an encoding is from that at the schedule's a = alpha_bar of each level.
+    """
+    if trajectory.shape[0] > len(schedule) + 1:
+        raise ValueError(f"trajectory has {trajectory.shape[0]} levels, the schedule {len(schedule) + 1}")
+    x0 = trajectory[0].double().cpu()
+    flat_x0 = x0.flatten(1)
+    out = []
+    for k in range(1, trajectory.shape[0]):
+        alpha = float(schedule.alphas[k])
+        x = trajectory[k].double().cpu()
+        noise = (x - alpha ** 0.5 * x0) / (1 - alpha) ** 0.5
+        coefficient = (x.flatten(1) * flat_x0).sum(1) / (flat_x0 * flat_x0).sum(1)
+        residual = x.flatten(1) - coefficient[:, None] * flat_x0
+        out.append(LevelStatistics(
+            alpha, x.flatten(1).std(1), (alpha * flat_x0.var(1) + 1 - alpha).sqrt(), noise.flatten(1).std(1),
+            neighbour_correlation(noise), coefficient ** 2 / (coefficient ** 2 + residual.var(1))))
+    return out
 
 
 # ----------------------------------------------------------------------------- step 3: decoding
