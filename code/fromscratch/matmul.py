@@ -2,7 +2,9 @@
 
 Every rung is a function `(a, b) -> c` taking two 2-D tensors (m, k) and (k, n) and returning
 their (m, n) product as a tensor, so a post can time them side by side and check each against
-`torch.matmul`. The numba rungs compute in float32.
+`torch.matmul`. The numba rungs compute in float32 and return float32; they and the pure-Python rung
+leave torch, so they refuse operands that require a gradient. Unlike torch.matmul, every rung takes
+2-D matrices only, of one dtype.
 
 The CUDA kernels are compiled by `numba.cuda`. Without a GPU they run in numba's CUDA simulator,
 which must be switched on *before* `numba.cuda` is first imported:
@@ -53,6 +55,16 @@ def check_operands(a: torch.Tensor, b: torch.Tensor) -> None:
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"inner dimensions differ: {tuple(a.shape)} @ {tuple(b.shape)}; "
                          "a's columns must equal b's rows")
+    if a.dtype != b.dtype:
+        raise TypeError(f"a and b must have one dtype, got {a.dtype} and {b.dtype} (as torch.matmul); "
+                        "convert one with .to()")
+
+
+def check_no_gradient(a: torch.Tensor, b: torch.Tensor, rung: str) -> None:
+    """Refuse operands that require a gradient: this rung leaves torch, so autograd cannot follow it."""
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        raise ValueError(f"{rung} cannot carry a gradient (it computes outside torch); pass detached "
+                         "operands or call it under torch.no_grad()")
 
 
 def matmul_flop(m: int, k: int, n: int) -> int:
@@ -63,8 +75,12 @@ def matmul_flop(m: int, k: int, n: int) -> int:
 # --- Rungs 1-5: Python loops, then torch doing more and more of the work -------------------------
 
 def matmul_python(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Three nested Python loops over Python floats: every multiply-add runs in the interpreter."""
+    """Three nested Python loops over Python floats: every multiply-add runs in the interpreter.
+
+    No gradient: the numbers leave torch (a.tolist()), so operands that require one are refused.
+    """
     check_operands(a, b)
+    check_no_gradient(a, b, "matmul_python")
     rows, inner, cols = a.shape[0], a.shape[1], b.shape[1]
     al, bl = a.tolist(), b.tolist()
     c = [[0.0] * cols for _ in range(rows)]
@@ -78,6 +94,8 @@ def matmul_python(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def matmul_rowcol(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Two Python loops; the innermost becomes an elementwise product of a row and a column."""
     check_operands(a, b)
+    if not a.shape[0] * b.shape[1]:
+        return torch.matmul(a, b)  # an empty product: nothing to loop over (keeps the autograd link)
     c = torch.zeros(a.shape[0], b.shape[1], dtype=a.dtype, device=a.device)
     for i in range(a.shape[0]):
         for j in range(b.shape[1]):
@@ -88,6 +106,8 @@ def matmul_rowcol(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def matmul_broadcast(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """One Python loop over rows: row (k, 1) broadcast against b (k, n), summed over k."""
     check_operands(a, b)
+    if not a.shape[0] * b.shape[1]:
+        return torch.matmul(a, b)  # an empty product: nothing to loop over (keeps the autograd link)
     c = torch.zeros(a.shape[0], b.shape[1], dtype=a.dtype, device=a.device)
     for i in range(a.shape[0]):
         c[i] = (a[i, :, None] * b).sum(dim=0)
@@ -125,8 +145,9 @@ def _matmul_loops_compiled(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
 
 
 def matmul_numba(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Numba `@njit`: the triple loop compiled, one core, no blocking."""
+    """Numba `@njit`: the triple loop compiled, one core, no blocking. float32 in and out, no gradient."""
     check_operands(a, b)
+    check_no_gradient(a, b, "matmul_numba")
     c = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
     _matmul_loops_compiled(_as_float32_numpy(a), _as_float32_numpy(b), c)
     return torch.from_numpy(c)
@@ -210,9 +231,11 @@ def matmul_numba_parallel(a: torch.Tensor, b: torch.Tensor, *, mc: int = 64, kc:
 
     `b` is transposed once (O(n^2) work against the product's O(n^3)) so that the micro-kernel
     reads both operands along contiguous rows; the rows of both are padded with zeros to a
-    multiple of 4 and the padding is cut off the result.
+    multiple of 4 and the padding is cut off the result. float32 in and out, no gradient; compiled
+    with fastmath, so the result is unspecified when an operand holds ±inf or nan.
     """
     check_operands(a, b)
+    check_no_gradient(a, b, "matmul_numba_parallel")
     if min(mc, kc, nc) < 1 or mc % MICRO or nc % MICRO:
         raise ValueError(f"block sizes must be positive and mc, nc multiples of {MICRO}; "
                          f"got {mc=} {kc=} {nc=}")
@@ -368,6 +391,7 @@ def _launch(kernel: Callable, a: torch.Tensor, b: torch.Tensor, blocks: tuple[in
     CUDA tensors are handed to numba without a copy (`cuda.as_cuda_array`); CPU tensors are
     copied to the device with `cuda.to_device` and the result copied back.
     """
+    check_no_gradient(a, b, "the numba CUDA kernels")
     m, n = a.shape[0], b.shape[1]
     if a.is_cuda and not simulated():
         a32, b32 = a.detach().float().contiguous(), b.detach().float().contiguous()
