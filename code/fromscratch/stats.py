@@ -3,6 +3,7 @@
 * `mcnemar_exact`: do two methods succeed equally often on the same items? (exact McNemar test)
 * `paired_bootstrap_interval`: an interval for the difference of any statistic of two methods measured
   on the same items, resampling the items (so the pairing is kept).
+* `bootstrap_interval`: the same for one method's statistic.
 * `wilson_interval`: an interval for one success rate.
 * `cluster_bootstrap_mean`: an interval for a mean (or a paired difference of means) when items come in
   clusters, such as many samples of each of a few prompts: it resamples whole clusters.
@@ -83,18 +84,34 @@ def paired_bootstrap_interval(a: np.ndarray, b: np.ndarray,
     if a.ndim == 0 or b.ndim == 0 or len(a) != len(b):
         raise ValueError(f"a and b must have one row per item, the same items: got shapes {a.shape} "
                          f"and {b.shape}")
-    if len(a) < 2:
-        raise ValueError(f"a bootstrap needs at least 2 items, got {len(a)}")
+    return resampled_interval(lambda rows: statistic(a[rows]) - statistic(b[rows]), len(a), n_resamples,
+                              confidence, seed)
+
+
+def bootstrap_interval(values: np.ndarray, statistic: Callable[[np.ndarray], float] = np.mean,
+                       n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> Interval:
+    """Percentile bootstrap interval of statistic(values), resampling its rows (axis 0) with replacement."""
+    values = np.asarray(values)
+    if values.ndim == 0:
+        raise ValueError("values must have one row per item, got a scalar")
+    return resampled_interval(lambda rows: statistic(values[rows]), len(values), n_resamples, confidence,
+                              seed)
+
+
+def resampled_interval(statistic_of_rows: Callable[[np.ndarray], float], n: int, n_resamples: int,
+                       confidence: float, seed: int) -> Interval:
+    """The estimate on all n rows and the percentile interval over `n_resamples` resamples of the rows."""
+    if n < 2:
+        raise ValueError(f"a bootstrap needs at least 2 items, got {n}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be a positive integer, got {n_resamples}")
     rng = np.random.default_rng(seed)
-    rows = rng.integers(0, len(a), size=(n_resamples, len(a)))
-    differences = np.array([statistic(a[r]) - statistic(b[r]) for r in rows])
+    estimates = np.array([statistic_of_rows(rows) for rows in rng.integers(0, n, size=(n_resamples, n))])
     tail = (1 - confidence) / 2
-    low, high = np.quantile(differences, [tail, 1 - tail])
-    return Interval(float(statistic(a) - statistic(b)), float(low), float(high), confidence)
+    low, high = np.quantile(estimates, [tail, 1 - tail])
+    return Interval(float(statistic_of_rows(np.arange(n))), float(low), float(high), confidence)
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Interval:

@@ -154,18 +154,6 @@ def test_inversion_then_decoding_reconstructs(parts):
     assert relative < baseline / 5
 
 
-def step_residuals(parts, trajectory, num_steps, strength):
-    """Per level: how far one DDIM decoding step from x_k lands from x_{k-1} (relative)."""
-    schedule = de.edit_schedule(parts, num_steps, strength)
-    (context,) = de.embed(parts, [""] * trajectory.shape[1])
-    out = []
-    for k, t in enumerate(schedule.timesteps, start=1):
-        eps = de.predict_noise(parts, trajectory[k], t, context)
-        back = de.ddim_move(trajectory[k], eps, schedule.alphas[k], schedule.alphas[k - 1])
-        out.append(((back - trajectory[k - 1]).norm() / trajectory[k - 1].norm()).item())
-    return out
-
-
 class LinearNoise(torch.nn.Module):
     """A stand-in UNet whose noise prediction is `slope` * x: the exact inverse step has a closed form."""
 
@@ -192,6 +180,8 @@ def test_fixed_point_inversion_solves_the_exact_step(parts, latents):
         solved = ratio * exact[k - 1] / (1 + ratio * (1 - below) ** 0.5 * slope - (1 - above) ** 0.5 * slope)
         torch.testing.assert_close(exact[k], solved, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(approximate[-1], exact[-1], atol=1e-3)
+    assert de.inversion_residuals(linear, exact, 10, 0.5).max() < 1e-5 < de.inversion_residuals(
+        linear, approximate, 10, 0.5).min()
     rebuilt = de.decode(linear, exact, "", guidance_scale=1.0, num_steps=10, strength=0.5)
     torch.testing.assert_close(rebuilt, latents, atol=1e-5, rtol=1e-5)  # the exact inverse decodes back
 
@@ -371,6 +361,9 @@ def test_metrics():
     edited[:, :, 0, :] += 0.2  # outside: error 0.1 in [0, 1] units on 8 of 48 pixels
     expected = 10 * torch.log10(torch.tensor(1 / (0.01 * 8 / 48))).item()
     assert abs(de.background_psnr(edited, original, true) - expected) < 1e-4
+    errors = de.background_errors(edited, original, true)
+    torch.testing.assert_close(errors, torch.tensor([[0.01 * 24, 144.0]] * 2, dtype=torch.float64))
+    assert de.psnr_of_errors(errors[:1]) == pytest.approx(expected)  # each image alone: the same error
     assert de.grow_masks(true, 1).sum(dim=(1, 2)).tolist() == [36, 36]
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from fromscratch.stats import mcnemar_exact, paired_bootstrap_interval, wilson_interval
+from fromscratch.stats import bootstrap_interval, mcnemar_exact, paired_bootstrap_interval, wilson_interval
 
 
 @pytest.mark.parametrize(("only_a", "only_b", "both", "neither"),
@@ -73,6 +73,19 @@ def test_paired_bootstrap_bad_input():
         paired_bootstrap_interval(np.ones(1), np.ones(1))
     with pytest.raises(ValueError, match="confidence"):
         paired_bootstrap_interval(np.ones(3), np.ones(3), confidence=95)
+
+
+def test_bootstrap_interval_matches_scipy():
+    values = np.random.default_rng(6).exponential(2.0, 150)
+    ours = bootstrap_interval(values, np.median, n_resamples=20_000, seed=1)
+    theirs = scipy_stats.bootstrap((values,), np.median, vectorized=False, n_resamples=20_000,
+                                   method="percentile", random_state=np.random.default_rng(2))
+    theirs = theirs.confidence_interval
+    width = theirs.high - theirs.low
+    assert ours.estimate == np.median(values)
+    assert abs(ours.low - theirs.low) < 0.05 * width and abs(ours.high - theirs.high) < 0.05 * width
+    with pytest.raises(ValueError, match="scalar"):
+        bootstrap_interval(np.float64(1.0))
 
 
 @pytest.mark.parametrize(("successes", "n"), [(90, 100), (100, 100), (0, 20), (37, 96)])

@@ -364,6 +364,27 @@ def encoding_statistics(trajectory: torch.Tensor, schedule: Schedule) -> list[Le
     return out
 
 
+@torch.no_grad()
+def inversion_residuals(parts: Parts, trajectory: torch.Tensor, num_steps: int, strength: float,
+                        prompt: str | list[str] = "", batch_size: int | None = None) -> torch.Tensor:
+    """(K, B): how far one DDIM decoding step from level k lands from level k - 1, relative to its norm.
+
+    Zero for an exact inverse: the question `invert` answers approximately unless it iterates.
+    """
+    schedule = edit_schedule(parts, num_steps, strength)
+    if trajectory.shape[0] != len(schedule) + 1:
+        raise ValueError(f"trajectory has {trajectory.shape[0]} levels, the edit needs {len(schedule) + 1}")
+    (context,) = embed(parts, as_prompts(prompt, trajectory.shape[1], "prompt"))
+    misses = []
+    for k, t in enumerate(schedule.timesteps, start=1):
+        x = trajectory[k].float().to(parts.device)
+        back = ddim_move(x, predict_noise(parts, x, t, context, batch_size), schedule.alphas[k],
+                         schedule.alphas[k - 1], schedule.clip)
+        below = trajectory[k - 1].float().to(back.device)
+        misses.append((back - below).flatten(1).norm(dim=1) / below.flatten(1).norm(dim=1))
+    return torch.stack(misses).cpu()
+
+
 # ----------------------------------------------------------------------------- step 3: decoding
 
 @torch.no_grad()
@@ -567,12 +588,23 @@ def grow_masks(masks: torch.Tensor, pixels: int) -> torch.Tensor:
     return F.max_pool2d(masks[:, None].float(), size, stride=1, padding=pixels)[:, 0] > 0
 
 
+def background_errors(edited: torch.Tensor, original: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(B, 2) float64: per image, the squared error outside `masks` (images taken to [0, 1]) and its count."""
+    outside = (~masks.bool())[:, None].expand_as(original)
+    error = ((edited.clamp(-1, 1) - original.clamp(-1, 1)) / 2).double().pow(2)
+    return torch.stack([(error * outside).flatten(1).sum(1), outside.flatten(1).sum(1).double()], dim=1)
+
+
+def psnr_of_errors(errors: torch.Tensor | np.ndarray) -> float:
+    """Pooled PSNR (dB) of rows from `background_errors`: all pixels of all rows together."""
+    errors = torch.as_tensor(errors, dtype=torch.float64)
+    total = errors[:, 0].sum().item()
+    return float("inf") if total == 0 else 10 * float(np.log10(errors[:, 1].sum().item() / total))
+
+
 def background_psnr(edited: torch.Tensor, original: torch.Tensor, masks: torch.Tensor) -> float:
     """PSNR (dB, images taken to [0, 1]) of all pixels outside `masks` (B, H, W), pooled over the batch."""
-    outside = ~masks.bool()[:, None].expand_as(original)
-    error = ((edited.clamp(-1, 1) - original.clamp(-1, 1)) / 2)[outside]
-    mse = error.double().pow(2).mean().item()
-    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1 / mse)).item()
+    return psnr_of_errors(background_errors(edited, original, masks))
 
 
 def edit_success(classifier: torch.nn.Module, edited: torch.Tensor, edits: ShapeEdits,
