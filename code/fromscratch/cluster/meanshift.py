@@ -232,17 +232,22 @@ def landmark_mean_shift(x: Tensor, bandwidth: float, n_landmarks: int = 1024, ke
        fixed reference set: unlike the k-nearest-neighbour variant, a point's reference does
        not move with it, so it cannot stall on a local bump of its own neighbourhood).
     3. Modes closer than `merge_radius` (default: the bandwidth) share a cluster.
+
+    Memory stays within that of full mean shift's blocks (`batch_size` x n numbers): with m
+    columns instead of n, a block holds batch_size x n / m rows, and fewer, larger blocks keep
+    the per-call overhead of many small operations down.
     """
     from fromscratch.cluster.kmeans import kmeans
 
     x = check_mean_shift_args(x, bandwidth, kernel, batch_size)
     check_count(n_landmarks, "n_landmarks")
     m = min(n_landmarks, len(x))
-    fit = kmeans(x, m, iterations=kmeans_iterations, init="random", seed=seed, batch_size=batch_size)
+    rows = max(batch_size, batch_size * len(x) // m)
+    fit = kmeans(x, m, iterations=kmeans_iterations, init="random", seed=seed, batch_size=rows)
     counts = torch.bincount(fit.labels, minlength=m).to(x.dtype)
     keep = counts > 0
     landmarks, weights = fit.centroids[keep], counts[keep]
-    modes, iterations = climb(x, landmarks, bandwidth, kernel, weights, max_iter, tol, batch_size)
+    modes, iterations = climb(x, landmarks, bandwidth, kernel, weights, max_iter, tol, rows)
     labels, centers = group_modes(modes, merge_radius or bandwidth)
     return MeanShiftResult(labels, centers, modes, iterations)
 
