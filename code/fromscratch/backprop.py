@@ -39,8 +39,8 @@ def relu(x: Tensor) -> Tensor:
 
 
 def relu_backward(x: Tensor, grad_y: Tensor) -> Tensor:
-    """The ReLU's Jacobian is diagonal: 1 where x > 0, else 0 (the subgradient torch uses at 0)."""
-    return grad_y * (x > 0).to(grad_y.dtype)
+    """The ReLU's Jacobian is diagonal: 0 where x <= 0 (torch's subgradient at 0), else 1 (also at nan)."""
+    return grad_y * (~(x <= 0)).to(grad_y.dtype)
 
 
 def mse(pred: Tensor, target: Tensor) -> Tensor:
@@ -49,8 +49,9 @@ def mse(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def mse_backward(pred: Tensor, target: Tensor) -> Tensor:
-    """d mse / d pred = 2 (pred - target) / number of elements."""
-    return 2.0 * (pred - target) / pred.numel()
+    """d mse / d pred = 2 (pred - target) / number of elements (summed back to pred's shape)."""
+    residual = pred - target
+    return (2.0 * residual / residual.numel()).sum_to_size(pred.shape)
 
 
 # --------------------------------------------------------------------------- the classes
@@ -188,7 +189,7 @@ class CrossEntropy(Module):
         grad = self.log_probs.exp()
         grad[rows, target[keep]] -= 1.0
         grad[~keep] = 0.0
-        return grad * (grad_output / keep.sum().clamp_min(1))
+        return grad * (grad_output / keep.sum().clamp_min(1).to(grad.dtype))
 
 
 class Sequential(Module):
@@ -257,12 +258,12 @@ def sgd_step(parameters: Sequence[Parameter], lr: float) -> None:
 
 def batches(n: int, batch_size: int, epochs: int, seed: int = 0) -> Iterator[Tensor]:
     """Index tensors of shuffled mini-batches, the same sequence for the same seed."""
-    if batch_size < 1 or epochs < 0:
-        raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size}, {epochs}")
+    if batch_size < 1 or epochs < 0 or n < 0:
+        raise ValueError(f"batch_size must be >= 1 and n, epochs >= 0, got {batch_size}, {n}, {epochs}")
     generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator)
-        yield from order.split(batch_size)
+        yield from (part for part in order.split(batch_size) if len(part))  # no rows: no batch
 
 
 def train_by_hand(model: Sequential, loss_fn: Module, x: Tensor, y: Tensor, *, lr: float,
