@@ -115,3 +115,21 @@ def test_quiet_libraries_silences_loading_bars_and_notices():
             library.enable_progress_bar()
         from huggingface_hub.utils import enable_progress_bars
         enable_progress_bars()
+
+
+def test_figure_text_is_never_smaller_than_a_caption_on_the_page() -> None:
+    import matplotlib.pyplot as plt
+
+    from fromscratch.plot import MIN_TEXT_PX, PAGE_WIDTH_PX, readable_text
+
+    fig, axes = plt.subplots(1, 8, figsize=(11.2, 1.6))
+    for index, ax in enumerate(axes):
+        ax.set_title(f"s = {index}", fontsize=7)
+    big = fig.suptitle("already large", fontsize=30)
+    readable_text(fig)
+    page_scale = min(1.0, PAGE_WIDTH_PX / (fig.get_figwidth() * fig.dpi))
+    for ax in axes:
+        shown_px = ax.title.get_fontsize() * fig.dpi / 72 * page_scale
+        assert shown_px >= MIN_TEXT_PX - 1e-9
+    assert big.get_fontsize() == 30
+    plt.close(fig)

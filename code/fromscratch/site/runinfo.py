@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from fromscratch.device import resolve_device
+from fromscratch.plot import readable_figures_on_page
 
 PROFILES = ("cpu", "gpu")
 LIBRARIES = ("torch", "numpy", "numba", "diffusers", "transformers", "scikit-learn",
@@ -73,6 +74,7 @@ class RunInfo:
         """Validate the profile, resolve the device and remember the post's parameters."""
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; use one of {', '.join(PROFILES)}")
+        readable_figures_on_page()
         return cls(profile, resolve_device(device), {"device": device, **parameters})
 
     def parameters_markdown(self) -> str:
