@@ -81,9 +81,9 @@ import sys
 
 if "google.colab" in sys.modules:
     clone = os.environ.get("FROMSCRATCH_CLONE", "/content/fromscratch")
+    url = os.environ.get("FROMSCRATCH_REPO_URL", "{repo_url}")
     if not os.path.isdir(clone):
-        subprocess.run(["git", "clone", "--depth", "1",
-                        os.environ.get("FROMSCRATCH_REPO_URL", "{repo_url}"), clone], check=True)
+        subprocess.run(["git", "clone", "--depth", "1", url, clone], check=True)
     sys.path.insert(0, os.path.join(clone, "code"))
     from fromscratch.site.colab import install_missing
 
