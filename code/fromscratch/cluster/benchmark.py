@@ -1,0 +1,124 @@
+"""Benchmark of fromscratch.cluster against faiss and scikit-learn, one command, JSON out.
+
+    python -m fromscratch.cluster.benchmark [--quick] [--threads 2] [--out cluster.json]
+
+Ratios are measured in one run with interleaved rounds: k-means iteration time against
+faiss.Kmeans (same data, initial centroids, iterations and threads) and final inertia; PQ
+recall@10 and encoding and search time against faiss.IndexPQ (same M, nbits, data); landmark
+mean shift against full mean shift and scikit-learn's MeanShift(bin_seeding=True).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import faiss
+import torch
+from sklearn.cluster import MeanShift
+from sklearn.metrics import adjusted_rand_score
+
+from fromscratch.bench import interleaved_times
+from fromscratch.cluster.kmeans import assign, kmeans
+from fromscratch.cluster.meanshift import course_blobs, landmark_mean_shift, mean_shift
+from fromscratch.cluster.pq import ProductQuantizer, exact_knn, recall_at
+
+
+def medians(times: dict[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def kmeans_row(n: int, d: int, k: int, rounds: int) -> dict[str, Any]:
+    """Seconds per Lloyd iteration, from the difference of runs with 2 and 7 iterations."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, d, generator=g)
+    init = x[torch.randperm(n, generator=g)[:k]].clone()
+    x_np, init_np = x.numpy(), init.numpy()
+
+    def ours(iterations: int) -> torch.Tensor:
+        return kmeans(x, k, iterations=iterations, tol=0.0, init=init).centroids
+
+    def theirs(iterations: int) -> torch.Tensor:
+        km = faiss.Kmeans(d, k, niter=iterations, max_points_per_centroid=n)
+        km.train(x_np, init_centroids=init_np)
+        return torch.from_numpy(km.centroids)
+
+    times = medians(interleaved_times({"ours_2": lambda: ours(2), "ours_7": lambda: ours(7),
+                                       "faiss_2": lambda: theirs(2), "faiss_7": lambda: theirs(7)},
+                                      rounds, warmup=0))
+    per_iteration = {name: (times[f"{name}_7"] - times[f"{name}_2"]) / 5 for name in ("ours", "faiss")}
+    inertia = {name: assign(x, fn(20))[1].sum().item() for name, fn in (("ours", ours), ("faiss", theirs))}
+    return {"n": n, "d": d, "k": k, "ours_iteration_s": per_iteration["ours"],
+            "faiss_iteration_s": per_iteration["faiss"],
+            "iteration_ratio": per_iteration["ours"] / per_iteration["faiss"],
+            "inertia_20_iterations": inertia,
+            "inertia_relative_difference": inertia["ours"] / inertia["faiss"] - 1}
+
+
+def pq_row(n: int, d: int, M: int, nbits: int, n_queries: int, rounds: int) -> dict[str, Any]:
+    g = torch.Generator().manual_seed(1)
+    centres = torch.randn(200, d, generator=g)
+    total = n + n_queries
+    data = centres[torch.randint(200, (total,), generator=g)] + 0.5 * torch.randn(total, d, generator=g)
+    database, queries = data[:n], data[n:]
+    truth = exact_knn(queries, database, 1)[:, 0]
+    ours = ProductQuantizer(d, M, nbits).train(database[: n // 2])
+    theirs = faiss.IndexPQ(d, M, nbits)
+    theirs.train(database[: n // 2].numpy())
+    theirs.add(database.numpy())
+    codes = ours.encode(database)
+    times = medians(interleaved_times({
+        "ours_encode": lambda: ours.encode(database),
+        "faiss_encode": lambda: theirs.sa_encode(database.numpy()),
+        "ours_search": lambda: ours.search(queries, codes, 10),
+        "faiss_search": lambda: theirs.search(queries.numpy(), 10)}, rounds))
+    recall = {"ours": recall_at(ours.search(queries, codes, 10)[1], truth, 10),
+              "faiss": recall_at(torch.from_numpy(theirs.search(queries.numpy(), 10)[1]), truth, 10)}
+    return {"n": n, "d": d, "M": M, "nbits": nbits, "queries": n_queries, "recall_at_10": recall,
+            "recall_difference": recall["ours"] - recall["faiss"], **times,
+            "encode_ratio": times["ours_encode"] / times["faiss_encode"],
+            "search_ratio": times["ours_search"] / times["faiss_search"]}
+
+
+def mean_shift_row(n: int, bandwidth: float = 2.5) -> dict[str, Any]:
+    x, y, _ = course_blobs(n_per_cluster=n // 6)
+    labels, seconds = {}, {}
+    candidates = {"full": lambda: mean_shift(x, bandwidth).labels,
+                  "landmark": lambda: landmark_mean_shift(x, bandwidth, n_landmarks=1024).labels,
+                  "sklearn_bin_seeding": lambda: torch.from_numpy(
+                      MeanShift(bandwidth=2 * bandwidth, bin_seeding=True).fit(x.numpy()).labels_)}
+    for name, fn in candidates.items():
+        times = interleaved_times({name: fn}, rounds=1, warmup=0)
+        seconds[name], labels[name] = times[name][0], fn()
+    return {"n": len(x), "seconds": seconds,
+            "ari_to_truth": {name: adjusted_rand_score(y, lab) for name, lab in labels.items()},
+            "ari_landmark_vs_full": adjusted_rand_score(labels["full"], labels["landmark"]),
+            "speedup_landmark_over_full": seconds["full"] / seconds["landmark"],
+            "speedup_landmark_over_sklearn": seconds["sklearn_bin_seeding"] / seconds["landmark"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fromscratch.cluster.benchmark")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cluster.json"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    quick = args.quick
+    result = {"threads": args.threads, "quick": quick,
+              "kmeans": kmeans_row(20_000 if quick else 100_000, 64, 64 if quick else 256, 2 if quick else 3),
+              "pq": pq_row(20_000 if quick else 100_000, 64, 8, 8, 200 if quick else 1000, 3),
+              "mean_shift": mean_shift_row(6_000 if quick else 50_000)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
