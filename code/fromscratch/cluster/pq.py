@@ -55,7 +55,7 @@ class ProductQuantizer:
             for m, part in enumerate(parts)])
         return self
 
-    def encode(self, x: Tensor, batch_size: int = 4096) -> Tensor:
+    def encode(self, x: Tensor, batch_size: int = 256) -> Tensor:
         """The index of the nearest codeword of each sub-vector: (n, M), uint8 or int16.
 
         All M subspaces at once: one batched product per block of rows gives
