@@ -48,6 +48,7 @@ class HyperplaneLSH:
         self.database = unit(check_points(database, "database"))
         keys = self.hash(self.database)
         self.sorted_keys, self.order = keys.sort(dim=1)
+        self.planes = self.planes.to(self.database)
         return self
 
     def candidates(self, queries: Tensor) -> tuple[Tensor, Tensor]:
@@ -61,9 +62,9 @@ class HyperplaneLSH:
             start = torch.searchsorted(self.sorted_keys[t], keys[t])
             stop = torch.searchsorted(self.sorted_keys[t], keys[t], right=True)
             sizes = stop - start
-            query = torch.repeat_interleave(torch.arange(len(queries)), sizes)
+            query = torch.repeat_interleave(torch.arange(len(queries), device=keys.device), sizes)
             run_start = torch.repeat_interleave(start - (sizes.cumsum(0) - sizes), sizes)
-            position = torch.arange(len(query)) + run_start
+            position = torch.arange(len(query), device=keys.device) + run_start
             pairs.append(query * n + self.order[t][position])
         unique = torch.unique(torch.cat(pairs))
         return unique // n, unique % n
@@ -73,8 +74,9 @@ class HyperplaneLSH:
         query found fewer than k, and the number of candidates each query ranked."""
         check_count(k, "k")
         queries = unit(check_points(queries, "queries"))
-        found = torch.full((len(queries), k), -1, dtype=torch.long)
-        counts = torch.zeros(len(queries), dtype=torch.long)
+        device = queries.device
+        found = torch.full((len(queries), k), -1, dtype=torch.long, device=device)
+        counts = torch.zeros(len(queries), dtype=torch.long, device=device)
         for rows in row_batches(len(queries), batch_size):
             query, index = self.candidates(queries[rows])
             score = (queries[rows][query] * self.database[index]).sum(1)
@@ -83,7 +85,7 @@ class HyperplaneLSH:
             query, index = query[by_query], index[by_query]
             sizes = torch.bincount(query, minlength=rows.stop - rows.start)
             first = sizes.cumsum(0) - sizes
-            rank = torch.arange(len(query)) - first[query]
+            rank = torch.arange(len(query), device=device) - first[query]
             keep = rank < k
             found[rows][query[keep], rank[keep]] = index[keep]
             counts[rows] = sizes
@@ -94,7 +96,7 @@ def exact_cosine_knn(queries: Tensor, database: Tensor, k: int, batch_size: int 
     """Indices of the k database vectors of highest cosine similarity to each query, (q, k)."""
     queries, database = unit(check_points(queries, "queries")), unit(check_points(database, "database"))
     check_count(k, "k", 1, len(database), "the number of database vectors")
-    found = torch.empty(len(queries), k, dtype=torch.long)
+    found = torch.empty(len(queries), k, dtype=torch.long, device=queries.device)
     for rows in row_batches(len(queries), batch_size):
         found[rows] = (queries[rows] @ database.T).topk(k, dim=1).indices
     return found
