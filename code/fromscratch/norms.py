@@ -291,12 +291,14 @@ def sq_distances_gram_safe(x: torch.Tensor, y: torch.Tensor, risk: float = 1e-3)
     """
     _check_points(x, y)
     centre = x.mean(dim=0, keepdim=True)
-    x, y = x - centre, y - centre
-    x_sq, y_sq = (x * x).sum(dim=1), (y * y).sum(dim=1)
+    xc, yc = x - centre, y - centre
+    x_sq, y_sq = (xc * xc).sum(dim=1), (yc * yc).sum(dim=1)
     scale = x_sq[:, None] + y_sq[None, :]
-    d2 = scale - 2.0 * (x @ y.T)
-    rows, cols = torch.nonzero(~(d2 >= risk * scale), as_tuple=True)  # also nan: inf - inf on overflow
-    if rows.numel():
+    d2 = scale - 2.0 * (xc @ yc.T)
+    safe = d2 >= risk * scale  # False also for nan (inf - inf: the squares overflowed) ...
+    safe &= torch.isfinite(scale)  # ... and where they overflowed to inf
+    rows, cols = torch.nonzero(~safe, as_tuple=True)
+    if rows.numel():  # from the original points: centring on a huge mean can round small ones away
         d2[rows, cols] = ((x[rows] - y[cols]) ** 2).sum(dim=1)
     return d2.clamp_min_(0.0)
 
