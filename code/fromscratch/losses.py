@@ -235,7 +235,8 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100, redu
     Class indices take the fused path: logsumexp by the max trick in cache-sized row blocks,
     the target logit gathered, and a backward that writes softmax - one_hot directly. The
     semantics of `ignore_index`, `reduction` and `label_smoothing` are those of
-    torch.nn.functional.cross_entropy.
+    torch.nn.functional.cross_entropy, double backward included (create_graph=True). One deliberate
+    difference: an empty class dimension (C = 0) is refused, where torch returns nan or 0.
     """
     _check_float(logits, "logits")
     _check_reduction(reduction)

@@ -233,7 +233,8 @@ def clip_grad_norm(parameters: torch.Tensor | Iterable[torch.Tensor], max_norm: 
     """Scale all gradients together so that their global L2 norm is at most `max_norm`.
 
     The global norm is the L2 norm of every gradient concatenated into one vector. Returns the
-    norm before clipping, like `torch.nn.utils.clip_grad_norm_`.
+    norm before clipping, like `torch.nn.utils.clip_grad_norm_`, which also takes one tensor.
+    max_norm <= 0 is refused (torch would zero the gradients, or flip them for a negative bound).
     """
     if not max_norm > 0:
         raise ValueError(f"max_norm must be positive, got {max_norm}")
