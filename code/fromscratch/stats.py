@@ -124,7 +124,8 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Interva
     rate = successes / n
     centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * sqrt(rate * (1 - rate) / n + z * z / (4 * n * n))
-    return Interval(rate, max(0.0, centre - half), min(1.0, centre + half), confidence)
+    # the interval holds the rate in exact arithmetic; min/max keep it so after rounding (rate 0 or 1)
+    return Interval(rate, max(0.0, min(rate, centre - half)), min(1.0, max(rate, centre + half)), confidence)
 
 
 def cluster_bootstrap_mean(values: np.ndarray | list, clusters: np.ndarray | list,

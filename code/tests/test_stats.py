@@ -95,6 +95,7 @@ def test_wilson_interval_matches_scipy(successes, n):
     assert ours.estimate == successes / n
     assert ours.low == pytest.approx(theirs.low, abs=1e-12)
     assert ours.high == pytest.approx(theirs.high, abs=1e-12)
+    assert ours.low <= ours.estimate <= ours.high
 
 
 def test_wilson_bad_input():
