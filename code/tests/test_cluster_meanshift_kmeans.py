@@ -121,3 +121,10 @@ def test_assignment_is_the_brute_force_argmin(n, d, k, seed, batch):
 def test_clear_errors(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+def test_landmark_mean_shift_that_shifts_only_landmarks(blobs):
+    x, y = blobs
+    fast = landmark_mean_shift(x, 2.5, n_landmarks=128, shift_points=False)
+    assert len(fast.modes) == len(x)
+    assert adjusted_rand_score(y, fast.labels) == 1.0

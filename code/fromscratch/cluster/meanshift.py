@@ -221,7 +221,7 @@ def knn_mean_shift(x: Tensor, bandwidth: float, k: int = 64, kernel: str = "gaus
 
 def landmark_mean_shift(x: Tensor, bandwidth: float, n_landmarks: int = 1024, kernel: str = "gaussian",
                         kmeans_iterations: int = 5, max_iter: int = 300, tol: float | None = None,
-                        merge_radius: float | None = None, seed: int = 0,
+                        merge_radius: float | None = None, seed: int = 0, shift_points: bool = True,
                         batch_size: int = 256) -> MeanShiftResult:
     """Mean shift on m landmarks that stand for the data: O(nm) per pass instead of O(n^2).
 
@@ -232,6 +232,10 @@ def landmark_mean_shift(x: Tensor, bandwidth: float, n_landmarks: int = 1024, ke
        fixed reference set: unlike the k-nearest-neighbour variant, a point's reference does
        not move with it, so it cannot stall on a local bump of its own neighbourhood).
     3. Modes closer than `merge_radius` (default: the bandwidth) share a cluster.
+
+    With `shift_points=False`, step 2 shifts only the m landmarks, O(m^2) per pass, and every
+    point takes the mode of its landmark: the k-means iterations are then the whole cost of
+    O(n), and points on a boundary between two basins follow their landmark's side.
 
     Memory stays within that of full mean shift's blocks (`batch_size` x n numbers): with m
     columns instead of n, a block holds batch_size x n / m rows, and fewer, larger blocks keep
@@ -247,7 +251,11 @@ def landmark_mean_shift(x: Tensor, bandwidth: float, n_landmarks: int = 1024, ke
     counts = torch.bincount(fit.labels, minlength=m).to(x.dtype)
     keep = counts > 0
     landmarks, weights = fit.centroids[keep], counts[keep]
-    modes, iterations = climb(x, landmarks, bandwidth, kernel, weights, max_iter, tol, rows)
+    seeds = x if shift_points else landmarks
+    modes, iterations = climb(seeds, landmarks, bandwidth, kernel, weights, max_iter, tol, rows)
+    if not shift_points:
+        landmark_of_point = torch.cumsum(keep, 0)[fit.labels] - 1     # renumbered without empty ones
+        modes = modes[landmark_of_point]
     labels, centers = group_modes(modes, merge_radius or bandwidth)
     return MeanShiftResult(labels, centers, modes, iterations)
 
