@@ -380,3 +380,23 @@ def test_edit_success_reads_the_region():
     success = de.edit_success(classifier, edits.images, edits)
     expected = (edits.target_shape == 1) & (edits.target_colour == 2)
     assert torch.equal(success, expected)
+
+
+def test_recolour_share_reads_the_shape_colour():
+    from fromscratch.diffusion.shapes import COLOUR_RGB, COLOURS
+
+    edits = de.shape_edits(6, seed=0)
+    recolour = torch.tensor([kind == "colour" for kind in edits.kind])
+    unchanged = de.recolour_share(edits.images, edits)
+    assert torch.isnan(unchanged[~recolour]).all()
+    assert (unchanged[recolour] == 0).all()  # every pixel still has the old colour
+    painted, expected = edits.images.clone(), torch.zeros(len(edits))
+    for i in range(len(edits)):
+        rgb = torch.tensor(COLOUR_RGB[COLOURS[int(edits.target_colour[i])]]) * 2 - 1
+        lower = edits.true_masks[i].clone()
+        lower[: lower.shape[0] // 2] = False  # paint the lower half of the shape only
+        painted[i][:, lower] = rgb[:, None]
+        expected[i] = lower.sum() / edits.true_masks[i].sum()
+    torch.testing.assert_close(de.recolour_share(painted, edits)[recolour], expected[recolour])
+    with pytest.raises(ValueError, match="one image per edit"):
+        de.recolour_share(edits.images[:2], edits)

@@ -607,6 +607,29 @@ def background_psnr(edited: torch.Tensor, original: torch.Tensor, masks: torch.T
     return psnr_of_errors(background_errors(edited, original, masks))
 
 
+def recolour_share(edited: torch.Tensor, edits: ShapeEdits) -> torch.Tensor:
+    """(B,) for each recolour: the share of the old shape's pixels nearest in RGB to the asked colour.
+
+    A second reading of a recolour that needs no classifier: every pixel of the shape is given the
+    nearest of the dataset's colours (`shapes.COLOUR_RGB`); 1 means all of the shape took the new colour.
+    NaN for the edits that change the kind of a shape.
+    """
+    from fromscratch.diffusion.shapes import COLOUR_RGB, COLOURS
+
+    if edited.shape[0] != len(edits) or edited.shape[-2:] != edits.true_masks.shape[-2:]:
+        raise ValueError(f"edited must be one image per edit at the edits' size, got {tuple(edited.shape)} "
+                         f"for {len(edits)} edits of {tuple(edits.true_masks.shape[-2:])}")
+    palette = torch.tensor([COLOUR_RGB[c] for c in COLOURS], dtype=torch.float32)  # (4, 3)
+    pixels = (edited.float().clamp(-1, 1).cpu() + 1) / 2  # (B, 3, H, W) in [0, 1]
+    distances = ((pixels[:, None] - palette[None, :, :, None, None]) ** 2).sum(dim=2)  # (B, 4, H, W)
+    nearest = distances.argmin(dim=1)  # (B, H, W)
+    shape = edits.true_masks.bool()
+    hits = ((nearest == edits.target_colour[:, None, None]) & shape).sum(dim=(1, 2)).float()
+    share = hits / shape.sum(dim=(1, 2)).clamp(min=1)
+    recolour = torch.tensor([kind == "colour" for kind in edits.kind])
+    return torch.where(recolour, share, torch.full_like(share, float("nan")))
+
+
 def edit_success(classifier: torch.nn.Module, edited: torch.Tensor, edits: ShapeEdits,
                  grow: int = 1) -> torch.Tensor:
     """Does the shapes classifier read the query's shape and colour in the edited region? (B,) bool.
