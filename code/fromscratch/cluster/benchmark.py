@@ -103,6 +103,16 @@ def mean_shift_row(n: int, bandwidth: float = 2.5) -> dict[str, Any]:
             "speedup_over_sklearn": {name: seconds["sklearn_bin_seeding"] / s for name, s in seconds.items()}}
 
 
+def run(quick: bool = False) -> dict:
+    """k-means against faiss, PQ against faiss.IndexPQ, landmark against full mean shift and
+    sklearn, at the thread count torch and faiss have now."""
+    return {"quick": quick,
+            "kmeans": kmeans_row(20_000 if quick else 100_000, 64, 64 if quick else 256,
+                                 2 if quick else 3),
+            "pq": pq_row(20_000 if quick else 100_000, 64, 8, 8, 200 if quick else 1000, 3),
+            "mean_shift": mean_shift_row(6_000 if quick else 50_000)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fromscratch.cluster.benchmark")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
@@ -111,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
-    quick = args.quick
-    result = {"threads": args.threads, "quick": quick,
-              "kmeans": kmeans_row(20_000 if quick else 100_000, 64, 64 if quick else 256, 2 if quick else 3),
-              "pq": pq_row(20_000 if quick else 100_000, 64, 8, 8, 200 if quick else 1000, 3),
-              "mean_shift": mean_shift_row(6_000 if quick else 50_000)}
+    result = {"threads": args.threads, **run(quick=args.quick)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
