@@ -112,13 +112,20 @@ def climb(seeds: Tensor, reference: Tensor, bandwidth: float, kernel: str = "gau
     Returns the final positions and the number of iterations run.
     """
     tol = 1e-3 * bandwidth if tol is None else tol
-    modes = seeds.clone()
-    active = torch.arange(len(seeds), device=seeds.device)
+    return iterate(seeds, lambda before: shift(before, reference, bandwidth, kernel, weights,
+                                               batch_size), tol, max_iter)
+
+
+def iterate(start: Tensor, step, tol: float, max_iter: int) -> tuple[Tensor, int]:
+    """Apply `step` to the points still moving until each moves less than `tol`; returns the
+    final positions and the number of iterations run."""
+    modes = start.clone()
+    active = torch.arange(len(start), device=start.device)
     iteration = 0
     while len(active) and iteration < max_iter:
         iteration += 1
         before = modes[active]
-        after = shift(before, reference, bandwidth, kernel, weights, batch_size)
+        after = step(before)
         modes[active] = after
         active = active[(after - before).norm(dim=1) >= tol]
     return modes, iteration
@@ -202,19 +209,15 @@ def knn_mean_shift(x: Tensor, bandwidth: float, k: int = 64, kernel: str = "gaus
     search = search or (lambda queries, kk: nearest(queries, x, kk, batch_size))
     weigh = kernel_by_name(kernel)
     tol = 1e-3 * bandwidth if tol is None else tol
-    modes = x.clone()
-    active = torch.arange(len(x), device=x.device)
-    iteration = 0
-    while len(active) and iteration < max_iter:
-        iteration += 1
-        before = modes[active]
+
+    def step(before: Tensor) -> Tensor:
         neighbours = x[search(before, k)]                        # (a, k, d)
         w = weigh(((neighbours - before[:, None]) ** 2).sum(2), bandwidth)
         total = w.sum(1, keepdim=True)
         mean = (w[:, :, None] * neighbours).sum(1) / total.clamp(min=torch.finfo(w.dtype).tiny)
-        after = torch.where(total > 0, mean, before)
-        modes[active] = after
-        active = active[(after - before).norm(dim=1) >= tol]
+        return torch.where(total > 0, mean, before)
+
+    modes, iteration = iterate(x, step, tol, max_iter)
     labels, centers = group_modes(modes, merge_radius or bandwidth)
     return MeanShiftResult(labels, centers, modes, iteration)
 
