@@ -85,3 +85,10 @@ def test_fence_glued_to_text_fails(tmp_path: Path) -> None:
     nb.cells[1].source = "Intro text. ::: {.callout-tip}\n## Run this post\n:::"
     problems = problems_of(nb, tmp_path)
     assert len(problems) == 1 and "cell 1: a ':::' fence is shown as text" in problems[0]
+
+
+def test_option_after_code_fails(tmp_path: Path) -> None:
+    nb = sound_notebook()
+    nb.cells[2].source = "#| code-fold: true\nimport math\n\n#| fig-alt: 'lost'\nx = 1"
+    problems = problems_of(nb, tmp_path)
+    assert len(problems) == 1 and "comes after code, where Quarto ignores it" in problems[0]

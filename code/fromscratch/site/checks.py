@@ -107,6 +107,11 @@ def option_problems(nb: nbformat.NotebookNode) -> list[str]:
             except ValueError as error:
                 problems.append(f"cell {index}: {error}")
                 continue
+            opening = len(notebook.option_lines(cell.source))
+            stray = [line for line in cell.source.splitlines()[opening:] if line.startswith("#|")]
+            if stray:
+                problems.append(f"cell {index}: {stray[0][:40]!r} comes after code, where Quarto "
+                                "ignores it; put every '#|' option at the top of the cell")
             for key, value in options.items():
                 if isinstance(value, str) and any(ord(ch) < 32 and ch != "\n" for ch in value):
                     problems.append(f"cell {index}: option {key} holds a control character: a "
