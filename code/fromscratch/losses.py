@@ -106,8 +106,11 @@ class _FusedCrossEntropy(torch.autograd.Function):
         picked = logits.gather(1, safe_target[:, None]).squeeze(1)
         losses = log_sum + (m - picked)  # m - picked is exact where it matters: huge logits
         if smoothing:
-            # -mean_c log p_c = log_sum + m - mean_c x_c: the smoothed loss needs one more row mean
-            losses = losses + smoothing * (picked - logits.mean(1))
+            # -mean_c log p_c = log_sum + m - mean_c x_c: the smoothed loss needs one more row mean.
+            # Weighted as two losses, not one plus a difference: with a -inf logit both are inf
+            # and their sum is inf, where picked - mean would be -inf + inf = nan.
+            uniform = log_sum + (m - logits.mean(1))
+            losses = (1 - smoothing) * losses + smoothing * uniform
         losses = losses.where(keep, 0.0)
         ctx.save_for_backward(logits, m, log_sum, safe_target, keep)
         ctx.smoothing = smoothing
