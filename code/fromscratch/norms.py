@@ -41,6 +41,9 @@ def vector_norm(x: torch.Tensor, p: float = 2.0, dim: int | tuple[int, ...] | No
     p must be >= 1 (below 1 the formula is no longer a norm: the triangle inequality fails).
     As torch.linalg.vector_norm: float16/bfloat16 are summed in float32; a norm over one element is
     |x| exactly; the gradient is 0 where the norm is 0, and p = inf shares it among tied maxima.
+    One deliberate difference: for a 0-d tensor with an explicit `dim` torch raises |x| to the p
+    (so 1e30 in bfloat16 gives inf) where it does not for the same value of shape (1,); ours
+    gives |x| for both.
     """
     _check_tensor(x, "x")
     if not isinstance(p, int | float) or not p >= 1:
@@ -193,9 +196,14 @@ def mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def mae(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error: the L1 norm of the residual, divided by its (broadcast) size."""
+    """Mean absolute error: the L1 norm of the residual, divided by its (broadcast) size.
+
+    Half precision is summed and divided in float32, as torch does: a float16 sum can overflow
+    where the mean does not.
+    """
     residual = _residual(prediction, target)
-    return vector_norm(residual, p=1) / residual.numel()
+    wide = residual.to(_accumulation_dtype(residual.dtype))
+    return (vector_norm(wide, p=1) / residual.numel()).to(residual.dtype)
 
 
 def _residual(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

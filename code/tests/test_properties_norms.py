@@ -62,6 +62,8 @@ def test_vector_norm_values(case, p) -> None:
 def _torch_norm(x, p, dim):
     if p < 1:
         raise ValueError("torch accepts p < 1; ours refuses it (not a norm)")
+    if x.ndim == 0 and dim is not None:  # torch raises |x|^p for a 0-d tensor with a dim, but
+        x = x.reshape(1)  # not for the same (1,) tensor; ours gives |x| for both
     return torch.linalg.vector_norm(x, p, dim=dim)
 
 
@@ -169,7 +171,10 @@ def test_mse_and_mae_gradients(case) -> None:
             continue
         expected = gradients(lambda p, t, f=theirs: _torch_loss(f, p, t), prediction, target)
         for a, b in zip(gradients(ours, prediction, target), expected, strict=True):
-            assert_close(a, b, scale=magnitude(prediction))
+            # A gradient within rounding of the dtype's largest value may round to inf on one side
+            # (ours rounds each term to nearest, torch in steps): those elements are not compared.
+            edge = b.abs() > 0.99 * torch.finfo(b.dtype).max
+            assert_close(a.masked_fill(edge, 0), b.masked_fill(edge, 0), scale=magnitude(prediction))
 
 
 @st.composite
