@@ -6,6 +6,9 @@
     model.backward(loss.backward())              # every Parameter now holds .grad
     sgd_step(model.parameters(), lr=0.1)
 
+The layers are fromscratch.nn Modules (the one Module class of the package) with a `backward`
+added; their Parameters are tensors whose `.grad` the hand-written backward fills.
+
 The matrix forms follow from the shapes: for y = x @ W + b with x (N, n_in) and W (n_in, n_out),
 dL/dx = g @ W.T, dL/dW = x.T @ g and dL/db = g.sum(0), where g = dL/dy has y's shape.
 """
@@ -13,13 +16,13 @@ dL/dx = g @ W.T, dL/dW = x.T @ g and dL/db = g.sum(0), where g = dL/dy has y's s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
 
 from fromscratch import losses
+from fromscratch.nn import Module, Parameter
 
 
 # --------------------------------------------------------------------------- the functions
@@ -55,24 +58,12 @@ def mse_backward(pred: Tensor, target: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------- the classes
-@dataclass(eq=False)
-class Parameter:
-    """A trainable tensor and the gradient the last backward pass left in it."""
+class Layer(Module):
+    """A fromscratch.nn.Module with a hand-written backward: __call__ remembers inputs and output.
 
-    data: Tensor
-    name: str = ""
-    grad: Tensor | None = None
-
-    @property
-    def shape(self) -> torch.Size:
-        return self.data.shape
-
-
-class Module:
-    """A layer: __call__ remembers inputs and output, backward(grad_output) returns dL/d(input).
-
-    Subclasses define forward(*inputs) and backward(grad_output); a backward also stores the
-    gradients of the layer's parameters in their `.grad` (overwriting, not accumulating).
+    Subclasses define forward(*inputs) and backward(grad_output) -> dL/d(input); a backward also
+    stores the gradients of the layer's parameters in their `.grad` (overwriting, not accumulating).
+    Forwards read `parameter.data`, so autograd records nothing.
     """
 
     inputs: tuple[Tensor, ...] = ()
@@ -83,21 +74,8 @@ class Module:
         self.output = self.forward(*inputs)
         return self.output
 
-    def forward(self, *inputs: Tensor) -> Tensor:
-        raise NotImplementedError
-
     def backward(self, grad_output: Tensor) -> Tensor:
         raise NotImplementedError
-
-    def parameters(self) -> list[Parameter]:
-        return []
-
-    def to(self, device: str | torch.device) -> Module:
-        """Move every parameter to `device`; returns the module."""
-        for p in self.parameters():
-            p.data = p.data.to(device)
-            p.grad = None
-        return self
 
     def _needs_forward(self) -> None:
         if not self.inputs:
@@ -105,16 +83,23 @@ class Module:
                                "call the module on an input first")
 
 
-class Linear(Module):
+def _set_grad(parameter: Parameter, grad: Tensor) -> None:
+    """Store a hand-computed gradient in a Parameter, as autograd's .grad would hold it."""
+    with torch.no_grad():
+        parameter.grad = grad.detach()
+
+
+class Linear(Layer):
     """y = x @ W + b, W of shape (n_in, n_out) and He-initialised for the ReLU that follows."""
 
     def __init__(self, n_in: int, n_out: int, *, generator: torch.Generator | None = None,
                  dtype: torch.dtype = torch.float32, gain: float = math.sqrt(2.0)) -> None:
         if n_in < 1 or n_out < 1:
             raise ValueError(f"Linear needs positive sizes, got n_in={n_in}, n_out={n_out}")
+        super().__init__()
         weight = torch.randn(n_in, n_out, generator=generator, dtype=dtype) * (gain / math.sqrt(n_in))
-        self.weight = Parameter(weight, "weight")
-        self.bias = Parameter(torch.zeros(n_out, dtype=dtype), "bias")
+        self.weight = Parameter(weight)
+        self.bias = Parameter(torch.zeros(n_out, dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.weight.shape[0]:
@@ -124,18 +109,16 @@ class Linear(Module):
 
     def backward(self, grad_output: Tensor) -> Tensor:
         self._needs_forward()
-        grad_x, self.weight.grad, self.bias.grad = linear_backward(self.inputs[0], self.weight.data,
-                                                                   grad_output)
+        grad_x, grad_w, grad_b = linear_backward(self.inputs[0], self.weight.data, grad_output)
+        _set_grad(self.weight, grad_w)
+        _set_grad(self.bias, grad_b)
         return grad_x
-
-    def parameters(self) -> list[Parameter]:
-        return [self.weight, self.bias]
 
     def __repr__(self) -> str:
         return f"Linear({self.weight.shape[0]}, {self.weight.shape[1]})"
 
 
-class ReLU(Module):
+class ReLU(Layer):
     """max(x, 0)."""
 
     def forward(self, x: Tensor) -> Tensor:
@@ -149,7 +132,7 @@ class ReLU(Module):
         return "ReLU()"
 
 
-class MSE(Module):
+class MSE(Layer):
     """Mean squared error between predictions and targets of the same shape."""
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -163,7 +146,7 @@ class MSE(Module):
         return mse_backward(*self.inputs) * grad_output
 
 
-class CrossEntropy(Module):
+class CrossEntropy(Layer):
     """Mean cross-entropy of logits (N, C) against class indices; backward is softmax - one_hot.
 
     Targets equal to `ignore_index` count for nothing, as in torch: the mean is over the other rows
@@ -171,6 +154,7 @@ class CrossEntropy(Module):
     """
 
     def __init__(self, ignore_index: int = -100) -> None:
+        super().__init__()
         self.ignore_index = ignore_index
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -192,11 +176,20 @@ class CrossEntropy(Module):
         return grad * (grad_output / keep.sum().clamp_min(1).to(grad.dtype))
 
 
-class Sequential(Module):
-    """Layers applied in order; backward runs them in reverse, each passing dL/d(its input) on."""
+class Sequential(Layer):
+    """Layers applied in order; backward runs them in reverse, each passing dL/d(its input) on.
 
-    def __init__(self, *layers: Module) -> None:
-        self.layers = list(layers)
+    The layers are registered as children '0', '1', ..., so named_parameters() gives '0.weight'.
+    """
+
+    def __init__(self, *layers: Layer) -> None:
+        super().__init__()
+        for index, layer in enumerate(layers):
+            self.add_module(str(index), layer)
+
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._modules.values())
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.layers:
@@ -208,14 +201,6 @@ class Sequential(Module):
         for layer in reversed(self.layers):
             grad_output = layer.backward(grad_output)
         return grad_output
-
-    def parameters(self) -> list[Parameter]:
-        return [p for layer in self.layers for p in layer.parameters()]
-
-    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
-        for index, layer in enumerate(self.layers):
-            for p in layer.parameters():
-                yield f"{index}.{p.name}", p
 
     def __repr__(self) -> str:
         return "Sequential(" + ", ".join(map(repr, self.layers)) + ")"
@@ -249,8 +234,8 @@ def to_torch(model: Sequential) -> nn.Sequential:
 
 
 # --------------------------------------------------------------------------- training and checks
-def sgd_step(parameters: Sequence[Parameter], lr: float) -> None:
-    """p <- p - lr * p.grad for every parameter that has a gradient."""
+def sgd_step(parameters: Iterable[Parameter], lr: float) -> None:
+    """p <- p - lr * p.grad for every parameter that has a gradient (on p.data: no autograd)."""
     for p in parameters:
         if p.grad is not None:
             p.data -= lr * p.grad
@@ -266,7 +251,7 @@ def batches(n: int, batch_size: int, epochs: int, seed: int = 0) -> Iterator[Ten
         yield from (part for part in order.split(batch_size) if len(part))  # no rows: no batch
 
 
-def train_by_hand(model: Sequential, loss_fn: Module, x: Tensor, y: Tensor, *, lr: float,
+def train_by_hand(model: Sequential, loss_fn: Layer, x: Tensor, y: Tensor, *, lr: float,
                   epochs: int, batch_size: int, seed: int = 0) -> list[float]:
     """Mini-batch SGD with the hand-written backward pass; the loss of every step."""
     history = []
@@ -299,7 +284,7 @@ def max_relative_error(ours: Tensor, reference: Tensor) -> float:
     return (ours - reference).abs().max().item() / (scale if scale > 0 else 1.0)
 
 
-def compare_with_autograd(model: Sequential, loss_fn: Module, x: Tensor, y: Tensor) -> list[dict]:
+def compare_with_autograd(model: Sequential, loss_fn: Layer, x: Tensor, y: Tensor) -> list[dict]:
     """Gradients of every parameter and of the input, by hand and by autograd, and their errors."""
     value = loss_fn(model(x), y)
     grad_x = model.backward(loss_fn.backward())
