@@ -519,7 +519,8 @@ class LRFind(NamedTuple):
         return self.min_lr / 10
 
     def plot(self, ax=None):
-        """Loss against lr on a log axis, with `min_lr` and `suggestion` marked; returns the axes."""
+        """Loss against lr on a log axis, `min_lr` and `suggestion` marked, the frame fitted to every
+        loss but the last (which ended the search and may be far off); returns the axes."""
         import matplotlib.pyplot as plt
 
         if ax is None:
@@ -528,5 +529,9 @@ class LRFind(NamedTuple):
         ax.axvline(self.min_lr, color="grey", ls=":", label=f"lowest loss at lr {self.min_lr:.2g}")
         ax.axvline(self.suggestion, color="C3", ls="--", label=f"a tenth of it: {self.suggestion:.2g}")
         ax.set(xscale="log", xlabel="learning rate (log scale)", ylabel="training loss of the batch")
+        kept = [x for x in self.losses[:-1] if math.isfinite(x)]  # the last loss ended the search
+        if kept:
+            low, high = min(kept), max(kept)
+            ax.set_ylim(low - 0.05 * (high - low), high + 0.15 * (high - low))
         ax.legend()
         return ax
