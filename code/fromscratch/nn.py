@@ -13,6 +13,7 @@ optimizers follow torch.optim's update equations step for step (see each class's
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -56,6 +57,9 @@ class Parameter(Tensor):
 
 
 # --------------------------------------------------------------------------- Module
+_HOOK_KEYS = itertools.count()
+
+
 class RemovableHandle:
     """What register_forward_hook returns: `.remove()` takes the hook out again."""
 
@@ -291,7 +295,7 @@ class Module:
 
     def register_forward_hook(self, hook: Callable[[Module, tuple, Any], Any]) -> RemovableHandle:
         """hook(module, inputs, output) runs after every forward; a non-None result replaces output."""
-        key = id(hook) if id(hook) not in self._forward_hooks else max(self._forward_hooks) + 1
+        key = next(_HOOK_KEYS)
         self._forward_hooks[key] = hook
         return RemovableHandle(self._forward_hooks, key)
 

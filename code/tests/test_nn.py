@@ -129,6 +129,10 @@ def test_train_eval_zero_grad_to_and_state_dict() -> None:
     assert torch.equal(other(x), model(x))
     with pytest.raises(ValueError, match="missing"):
         other.load_state_dict({})
+    twin = copy.deepcopy(model)
+    assert all(p.data_ptr() != q.data_ptr() and torch.equal(p, q)
+               for p, q in zip(twin.parameters(), model.parameters(), strict=True))
+    assert torch.equal(pickle.loads(pickle.dumps(model))(x), model(x))
 
 
 def test_forward_hooks_see_every_call_until_removed() -> None:
@@ -136,9 +140,13 @@ def test_forward_hooks_see_every_call_until_removed() -> None:
     seen = []
     handle = model[0].register_forward_hook(lambda m, args, out: seen.append(out.shape))
     model(torch.randn(2, 3))
+    doubled = model.register_forward_hook(lambda m, args, out: out * 2)
+    x = torch.randn(2, 3)
+    assert torch.equal(model(x), 2 * model[1](model[0](x)))
     handle.remove()
+    doubled.remove()
     model(torch.randn(2, 3))
-    assert seen == [torch.Size([2, 4])]
+    assert seen == [torch.Size([2, 4])] * 3  # two calls of the model, one of model[0]; none after removal
 
 
 def test_linear_refuses_wrong_inputs() -> None:
