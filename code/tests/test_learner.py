@@ -362,3 +362,44 @@ def test_fit_without_a_training_step_says_what_to_add() -> None:
         Learner(make_model(), make_dls()).fit(1)
     with pytest.raises(ValueError, match="gamma and max_mult must be > 1"):
         Learner(make_model(), make_dls(), cbs=[TrainCB()]).lr_find(gamma=1.0)
+
+
+@pytest.mark.parametrize("opt_name", ["SGD", "Adam"])
+def test_fits_fromscratch_nn_and_data_like_torch(opt_name) -> None:
+    """The package's own Module, optimizers and DataLoaders train under the Learner as torch's do."""
+    from fromscratch import data as fdata
+    from fromscratch import nn as fnn
+
+    ref = make_model(seed=4)
+    ours = fnn.Sequential(fnn.Linear(5, 8), fnn.ReLU(), fnn.Linear(8, 3))
+    with torch.no_grad():
+        for p, q in zip(ours.parameters(), ref.parameters(), strict=True):
+            p.copy_(q)
+    x_train, y_train, x_valid, y_valid = make_data()
+
+    def our_dls():
+        return fdata.DataLoaders.from_datasets(fdata.TensorDataset(x_train, y_train),
+                                               fdata.TensorDataset(x_valid, y_valid), BS,
+                                               generator=torch.Generator().manual_seed(5))
+
+    dls = our_dls()
+    metrics = MetricsCB(accuracy=Accuracy())
+    metrics.log = lambda row: None
+    learn = Learner(ours, dls, F.cross_entropy, lr=0.05, cbs=[TrainCB(), metrics],
+                    opt_func=getattr(fnn, opt_name))
+    found = learn.lr_find(plot=False)
+    assert len(found.lrs) > 1 and all(torch.equal(p, q) for p, q in
+                                      zip(ours.parameters(), ref.parameters(), strict=True))
+    learn.dls = our_dls()  # the finder drew shuffles from the first one's generator
+    learn.fit(2)
+
+    opt = getattr(torch.optim, opt_name)(ref.parameters(), lr=0.05)
+    train = make_dls(seed=5).train
+    for _ in range(2):
+        for xb, yb in train:
+            F.cross_entropy(ref(xb), yb).backward()
+            opt.step()
+            opt.zero_grad()
+    for p, q in zip(ours.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=0, atol=1e-6)
+    assert [row["split"] for row in metrics.history] == ["train", "valid"] * 2
