@@ -69,9 +69,10 @@ class SequentialSampler:
 class RandomSampler:
     """A fresh permutation of the indices on every pass, drawn as torch's RandomSampler draws it.
 
-    With a generator: `randperm(n, generator)`, then a second, unused `randperm` (torch draws one
-    for the remainder of num_samples // n, which here is an empty slice), so the generator advances
-    as torch's does. Without one: a seed is first drawn from torch's global generator.
+    With a generator: `randperm(n, generator)`, then at the end of the pass a second `randperm`
+    that torch draws for the remainder, num_samples % n, which is 0 here (num_samples is always n),
+    so the generator advances as torch's does. Without one: a seed is first drawn from torch's
+    global generator.
     """
 
     def __init__(self, data_source: Dataset, generator: torch.Generator | None = None) -> None:
