@@ -403,3 +403,57 @@ def test_fits_fromscratch_nn_and_data_like_torch(opt_name) -> None:
     for p, q in zip(ours.parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p.detach(), q.detach(), rtol=0, atol=1e-6)
     assert [row["split"] for row in metrics.history] == ["train", "valid"] * 2
+
+
+@given(st.integers(3, 40), st.integers(1, 12), st.integers(0, 3), st.floats(1e-3, 0.5),
+       st.integers(0, 2**31 - 1))
+def test_learner_weights_equal_a_torch_loop_for_any_sizes(n_rows, batch_size, epochs, lr, seed) -> None:
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(n_rows, 5, generator=g), torch.randint(0, 3, (n_rows,), generator=g)
+
+    def loaders():
+        train = DataLoader(TensorDataset(x, y), batch_size, shuffle=True,
+                           generator=torch.Generator().manual_seed(seed))
+        return SimpleNamespace(train=train, valid=DataLoader(TensorDataset(x, y), batch_size))
+
+    model, ref = make_model(seed % 7), make_model(seed % 7)
+    Learner(model, loaders(), lr=lr, cbs=[TrainCB()]).fit(epochs)
+    opt = torch.optim.SGD(ref.parameters(), lr=lr)
+    train = loaders().train
+    for _ in range(epochs):
+        for xb, yb in train:
+            F.cross_entropy(ref(xb), yb).backward()
+            opt.step()
+            opt.zero_grad()
+    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_progress_in_a_notebook_keeps_only_the_final_picture_and_table(monkeypatch) -> None:
+    import IPython.display
+
+    from fromscratch import learner as learner_module
+
+    class Handle:
+        def __init__(self, obj):
+            self.shown = [obj]
+
+        def update(self, obj):
+            self.shown.append(obj)
+
+    handles = []
+
+    def fake_display(obj, display_id=False):
+        handles.append(Handle(obj))
+        return handles[-1]
+
+    monkeypatch.setattr(learner_module, "_in_notebook", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    metrics = MetricsCB(accuracy=Accuracy())
+    Learner(make_model(), make_dls(), cbs=[TrainCB(), metrics, ProgressCB()]).fit(2)
+    figure, table = handles
+    assert isinstance(figure.shown[-1], IPython.display.Image)
+    assert figure.shown[-1].data.startswith(b"\x89PNG")
+    final_table = table.shown[-1].data
+    assert len(final_table.splitlines()) == 2 + 4 and "| 1 | valid |" in final_table  # header, rule, 4 rows
+    assert metrics.log is print  # given back after the fit
