@@ -123,12 +123,12 @@ def default_collate(batch: Sequence[Any]) -> Any:
     """Stack a list of samples into a batch, recursively, as torch's default_collate.
 
     Tensors and numpy arrays are stacked along a new first dimension; floats become a float64
-    tensor and ints (and bools) an int64 (bool) tensor; strings stay a list; dicts are collated
+    tensor and ints (and bools) an int64 (bool) tensor; strings are left as they come; dicts are collated
     key by key; a tuple of fields becomes a list of collated fields (a namedtuple stays one).
     """
     elem = batch[0]
     if isinstance(elem, Tensor):
-        return torch.stack(list(batch), 0)
+        return torch.stack(tuple(batch), 0)
     if isinstance(elem, np.ndarray | np.generic):
         if elem.dtype.char in "SaUO":
             raise TypeError(f"default_collate cannot stack numpy arrays of dtype {elem.dtype}; "
@@ -140,7 +140,7 @@ def default_collate(batch: Sequence[Any]) -> Any:
     if isinstance(elem, int):
         return torch.tensor(batch)
     if isinstance(elem, str | bytes):
-        return list(batch)
+        return batch  # as torch: the list (or, inside a tuple, the tuple) of strings unchanged
     if isinstance(elem, Mapping):
         merged = {key: default_collate([d[key] for d in batch]) for key in elem}
         try:
@@ -148,11 +148,11 @@ def default_collate(batch: Sequence[Any]) -> Any:
         except TypeError:  # a Mapping that cannot be built from a dict
             return merged
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # namedtuple
-        return type(elem)(*(default_collate(list(field)) for field in zip(*batch, strict=True)))
+        return type(elem)(*(default_collate(field) for field in zip(*batch, strict=True)))
     if isinstance(elem, Sequence):
         if len({len(sample) for sample in batch}) != 1:
             raise RuntimeError("each element in list of batch should be of equal size")
-        fields = [default_collate(list(field)) for field in zip(*batch, strict=True)]
+        fields = [default_collate(field) for field in zip(*batch, strict=True)]
         if isinstance(elem, tuple):
             return fields
         try:

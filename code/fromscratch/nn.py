@@ -100,6 +100,7 @@ class Module:
             self._forget(name)
             self._registry("_parameters", name)[name] = value
         elif isinstance(value, Module):
+            _check_initialised(value)
             self._forget(name)
             self._registry("_modules", name)[name] = value
         elif name in self.__dict__.get("_parameters", {}):
@@ -163,6 +164,8 @@ class Module:
     def add_module(self, name: str, module: Module | None) -> None:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module takes a Module or None, got {type(module).__name__}")
+        if module is not None:
+            _check_initialised(module)
         self._forget(name)
         self._registry("_modules", name)[name] = module
 
@@ -320,6 +323,14 @@ class Module:
             return f"{type(self).__name__}({extra})"
         lines = ([extra] if extra else []) + children
         return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _check_initialised(module: Module) -> None:
+    """A child module that skipped Module.__init__ would fail later, obscurely: refuse it now."""
+    if "_modules" not in module.__dict__:
+        name = type(module).__name__
+        raise AttributeError(f"{name} did not run Module.__init__(); call super().__init__() first in "
+                             f"{name}.__init__")
 
 
 def _parse_to(args: tuple, kwargs: dict) -> tuple[torch.device | None, torch.dtype | None]:

@@ -105,6 +105,13 @@ def test_forgetting_super_init_is_a_clear_error() -> None:
     with pytest.raises(AttributeError, match=r"super\(\).__init__\(\)"):
         Broken()
 
+    class Empty(nn.Module):
+        def __init__(self) -> None:
+            pass
+
+    with pytest.raises(AttributeError, match=r"super\(\).__init__\(\) first in Empty"):
+        nn.Sequential(Empty())
+
 
 def test_train_eval_zero_grad_to_and_state_dict() -> None:
     model = Net()

@@ -7,6 +7,7 @@ each seeded alike; without shuffling each epoch covers every row once, in order.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.utils.data as tud
 from hypothesis import given
@@ -33,3 +34,55 @@ def test_same_batches_as_torch(n, batch_size, drop_last, shuffle, seed, epochs) 
         assert len(rows) == (n // batch_size * batch_size if drop_last else n)
         if not shuffle:
             assert rows.tolist() == list(range(len(rows)))
+
+
+# --------------------------------------------------------------------------- collation
+LEAVES = st.sampled_from(["int", "float", "bool", "str", "tensor", "array"])
+SCHEMAS = st.recursive(LEAVES, lambda inner: st.one_of(
+    st.tuples(st.just("tuple"), st.lists(inner, min_size=1, max_size=3)),
+    st.tuples(st.just("list"), st.lists(inner, min_size=1, max_size=3)),
+    st.tuples(st.just("dict"), st.dictionaries(st.sampled_from("abcd"), inner, min_size=1, max_size=3))),
+    max_leaves=6)
+
+
+def sample(schema, draw):
+    """One sample that follows `schema`, with values drawn by `draw`."""
+    if schema == "int":
+        return draw(st.integers(-5, 5))
+    if schema == "float":
+        return draw(st.floats(-5, 5, allow_nan=False))
+    if schema == "bool":
+        return draw(st.booleans())
+    if schema == "str":
+        return draw(st.text("xyz", max_size=3))
+    if schema == "tensor":
+        return torch.tensor(draw(st.lists(st.floats(-5, 5, allow_nan=False), min_size=2, max_size=2)))
+    if schema == "array":
+        return np.array(draw(st.lists(st.integers(-5, 5), min_size=3, max_size=3)))
+    kind, parts = schema
+    if kind == "dict":
+        return {key: sample(part, draw) for key, part in parts.items()}
+    items = [sample(part, draw) for part in parts]
+    return tuple(items) if kind == "tuple" else items
+
+
+def same_structure(ours, theirs) -> None:
+    assert type(ours) is type(theirs), (type(ours), type(theirs))
+    if isinstance(ours, torch.Tensor):
+        assert ours.dtype == theirs.dtype and torch.equal(ours, theirs)
+    elif isinstance(ours, dict):
+        assert list(ours) == list(theirs)
+        for key in ours:
+            same_structure(ours[key], theirs[key])
+    elif isinstance(ours, list | tuple):
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs, strict=True):
+            same_structure(a, b)
+    else:
+        assert ours == theirs
+
+
+@given(SCHEMAS, st.integers(1, 4), st.data())
+def test_default_collate_equals_torchs(schema, batch_size, drawn) -> None:
+    batch = [sample(schema, drawn.draw) for _ in range(batch_size)]
+    same_structure(data.default_collate(batch), tud.default_collate(batch))
