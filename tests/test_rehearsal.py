@@ -54,8 +54,9 @@ REDUCED: dict[str, dict[str, object]] = {
     "negative-prompts-img2img": {"num_steps": 10, "negative_samples": 2, "img2img_samples": 1},
     "diffedit": {"num_steps": 4, "num_edits": 4, "sweep_edits": 4, "num_draws": 2,
                  "batch_size": 4},
-    "fewer-steps": {"settings_steps": 4, "curve_steps": [1, 2, 4], "curve_samples": 24, "real_images": 300,
-                    "sweep_scales": [1.0, 5.0], "sweep_samples": 12, "compare_samples": 24, "batch_size": 24},
+    "fewer-steps": {"settings_steps": 4, "grid_steps": [2, 4], "curve_steps": [1, 2, 4], "curve_samples": 24,
+                    "real_images": 300, "sweep_scales": [1.0, 5.0], "sweep_samples": 12,
+                    "compare_samples": 24, "batch_size": 24},
 }
 REHEARSAL_BUDGET_SECONDS = 360  # all posts together, on this 2-core machine
 
