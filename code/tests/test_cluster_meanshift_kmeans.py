@@ -20,6 +20,7 @@ from fromscratch.cluster import (
     knn_mean_shift,
     landmark_mean_shift,
     mean_shift,
+    row_minimum,
 )
 from fromscratch.cluster.meanshift import shift
 
@@ -103,6 +104,31 @@ def test_assignment_is_the_brute_force_argmin(n, d, k, seed, batch):
     brute = ((x[:, None] - c[None]) ** 2).sum(2)
     torch.testing.assert_close(d2, brute.min(1).values)
     assert torch.equal(brute[torch.arange(n), labels], brute.min(1).values)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 40), k=st.integers(1, 300), levels=st.integers(1, 5), seed=st.integers(0, 10**6),
+       dtype=st.sampled_from([torch.float16, torch.bfloat16, torch.float32, torch.float64]))
+def test_row_minimum_is_min_with_its_first_index(rows, k, levels, seed, dtype):
+    """Same value and index as torch's min(1), ties included (few levels make many ties)."""
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randint(-levels, levels + 1, (rows, k), generator=g).to(dtype) / 4
+    flag_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    reversed_index = torch.arange(k, 0, -1, dtype=flag_dtype)
+    best, index = row_minimum(scores, reversed_index, torch.empty(rows, k, dtype=flag_dtype))
+    expected = scores.min(1)
+    assert torch.equal(best, expected.values)
+    assert torch.equal(index, expected.indices)
+
+
+def test_assignment_refuses_nan_and_overflow():
+    x = torch.randn(20, 3)
+    x[7, 1] = float("nan")
+    with pytest.raises(ValueError, match="nan"):
+        assign(x, torch.randn(4, 3))
+    for huge in (float("inf"), 3e38):   # inf itself, and squares that overflow float32
+        with pytest.raises(ValueError, match="overflow"):
+            assign(torch.full((3, 2), huge), torch.full((2, 2), -huge))
 
 
 @pytest.mark.parametrize(("call", "message"), [

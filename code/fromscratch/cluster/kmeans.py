@@ -3,7 +3,8 @@
     fit = kmeans(x, k=256, iterations=20, seed=0)
     fit.centroids, fit.labels, fit.inertia
 
-Assignment never holds more than batch_size x k distances, and reuses one buffer for them:
+Assignment never holds more than batch_size x k distances (by default about 2 MB of them, so a
+block stays in cache), and reuses one buffer for them:
 allocating a fresh block of tens of megabytes for every batch costs page faults by the million.
 """
 
@@ -22,6 +23,9 @@ from fromscratch.cluster._checks import (
     squared_distances,
 )
 
+NOT_FINITE = ("a distance is nan or inf: the points or centroids hold nan or inf, or values so large "
+              "that their squares overflow; remove them or rescale the data")
+
 
 @dataclass
 class KMeansResult:
@@ -34,26 +38,54 @@ class KMeansResult:
     history: list[float] = field(default_factory=list)   # inertia of each assignment
 
 
-def assign(x: Tensor, centroids: Tensor, batch_size: int = 8192) -> tuple[Tensor, Tensor]:
+def row_minimum(scores: Tensor, reversed_index: Tensor, flags: Tensor) -> tuple[Tensor, Tensor]:
+    """Each row's minimum and the first column that holds it, as `scores.min(1)` returns them.
+
+    `min(1)` with indices runs a scalar loop on the CPU; `amin` is vectorised. So: the minimum
+    with `amin`, a flag where a score equals it, the flags times (K, K-1, ..., 1), and `amax`
+    picks the first flagged column. Four vectorised passes over the block beat one scalar pass
+    (about 3x on this CPU). `reversed_index` holds K..1 and `flags` is a buffer of scores' shape.
+    """
+    best = scores.amin(1, keepdim=True)
+    torch.eq(scores, best, out=flags).mul_(reversed_index)
+    first = flags.amax(1)
+    if not first.all():   # no score equals the row's minimum: it is nan
+        raise ValueError(NOT_FINITE)
+    return best[:, 0], (len(reversed_index) - first).long()
+
+
+def rows_per_block(k: int, batch_size: int | None) -> int:
+    """`batch_size`, or by default as many rows as fit 2^19 scores (2 MB of float32) with k columns."""
+    return check_count(batch_size, "batch_size") if batch_size is not None else max(256, 2**19 // k)
+
+
+def assign(x: Tensor, centroids: Tensor, batch_size: int | None = None) -> tuple[Tensor, Tensor]:
     """Nearest centroid of every point and the squared distance to it, `batch_size` rows at a time.
 
     argmin_j |x - c_j|^2 = argmin_j (|c_j|^2 / 2 - x.c_j): one addmm per batch into a reused
-    buffer, then `min(1)` gives value and index in one pass (faster than `argmin` on the CPU).
+    buffer, then `row_minimum` gives value and first index (faster than `argmin` or `min(1)`).
     """
     x = check_points(x)
-    centroids = check_points(centroids, "centroids")
+    centroids = check_points(centroids, "centroids").to(x.dtype)
     if centroids.shape[1] != x.shape[1]:
         raise ValueError(f"centroids have {centroids.shape[1]} coordinates but x has {x.shape[1]}")
     half_sq = (centroids * centroids).sum(1) / 2
     x_sq = (x * x).sum(1)
-    buffer = torch.empty(min(batch_size, len(x)), len(centroids), dtype=x.dtype, device=x.device)
+    batch_size = rows_per_block(len(centroids), batch_size)
+    rows_at_once = min(batch_size, len(x))
+    scores_buffer = torch.empty(rows_at_once, len(centroids), dtype=x.dtype, device=x.device)
+    flag_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    flags_buffer = torch.empty(scores_buffer.shape, dtype=flag_dtype, device=x.device)
+    reversed_index = torch.arange(len(centroids), 0, -1, dtype=flag_dtype, device=x.device)
     labels = torch.empty(len(x), dtype=torch.long, device=x.device)
     d2 = torch.empty(len(x), dtype=x.dtype, device=x.device)
     for rows in row_batches(len(x), batch_size):
-        scores = torch.addmm(half_sq[None], x[rows], centroids.T, alpha=-1,
-                             out=buffer[: rows.stop - rows.start])
-        best, labels[rows] = scores.min(1)
+        size = rows.stop - rows.start
+        scores = torch.addmm(half_sq[None], x[rows], centroids.T, alpha=-1, out=scores_buffer[:size])
+        best, labels[rows] = row_minimum(scores, reversed_index, flags_buffer[:size])
         d2[rows] = best.mul_(2).add_(x_sq[rows]).clamp_(min=0)
+    if not torch.isfinite(d2).all():
+        raise ValueError(NOT_FINITE)
     return labels, d2
 
 
@@ -104,7 +136,7 @@ def initial_centroids(x: Tensor, k: int, init: str | Tensor, seed: int) -> Tenso
 
 
 def kmeans(x: Tensor, k: int, iterations: int = 25, tol: float = 1e-4,
-           init: str | Tensor = "k-means++", seed: int = 0, batch_size: int = 8192) -> KMeansResult:
+           init: str | Tensor = "k-means++", seed: int = 0, batch_size: int | None = None) -> KMeansResult:
     """Lloyd's algorithm: assign every point to its nearest centroid, move centroids to the means.
 
     Runs at most `iterations` updates and stops early when an assignment lowers the inertia by

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from fromscratch.cluster._checks import check_count, check_points, row_batches
-from fromscratch.cluster.kmeans import kmeans
+from fromscratch.cluster.kmeans import assign, kmeans
 
 
 class ProductQuantizer:
@@ -55,20 +55,18 @@ class ProductQuantizer:
             for m, part in enumerate(parts)])
         return self
 
-    def encode(self, x: Tensor, batch_size: int = 256) -> Tensor:
-        """The index of the nearest codeword of each sub-vector: (n, M), uint8 or int16.
+    def encode(self, x: Tensor, batch_size: int = 2048) -> Tensor:
+        """The index of the nearest codeword of each sub-vector: (n, M), uint8 up to 8 bits, else int32.
 
-        All M subspaces at once: one batched product per block of rows gives
-        |c|^2/2 - x.c for every sub-vector and codeword, and `min` picks the nearest.
+        Subspace by subspace, k-means' own assignment step: one product per block of rows gives
+        |c|^2/2 - x.c for every codeword, and the row minimum picks the nearest.
         """
         codebooks = self.trained_codebooks()
         parts = self.split(x)                                               # (M, n, d/M)
-        half_sq = (codebooks * codebooks).sum(2)[:, None, :] / 2             # (M, 1, K)
-        dtype = torch.uint8 if self.nbits <= 8 else torch.int16
+        dtype = torch.uint8 if self.nbits <= 8 else torch.int32
         codes = torch.empty(parts.shape[1], self.M, dtype=dtype, device=parts.device)
-        for rows in row_batches(parts.shape[1], batch_size):
-            scores = torch.baddbmm(half_sq, parts[:, rows], codebooks.transpose(1, 2), alpha=-1)
-            codes[rows] = scores.min(2).indices.T.to(dtype)
+        for m, part in enumerate(parts):
+            codes[:, m] = assign(part, codebooks[m], batch_size)[0].to(dtype)
         return codes
 
     def decode(self, codes: Tensor) -> Tensor:
@@ -84,7 +82,7 @@ class ProductQuantizer:
         parts = self.split(queries)                                        # (M, q, d/M)
         return torch.cdist(parts, codebooks).square_().transpose(0, 1)     # (q, M, K)
 
-    def search(self, queries: Tensor, codes: Tensor, k: int = 10, batch_size: int = 4096
+    def search(self, queries: Tensor, codes: Tensor, k: int = 10, batch_size: int = 1024
                ) -> tuple[Tensor, Tensor]:
         """The k codes nearest each query by asymmetric distance: (distances, indices), (q, k).
 
