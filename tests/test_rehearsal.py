@@ -48,6 +48,7 @@ REDUCED: dict[str, dict[str, object]] = {
     "convolutions": {"bench_shapes": [[64, 1, 28, 28, 32, 3, 1, 1, 1], [64, 32, 28, 28, 64, 3, 2, 1, 1],
                                       [16, 64, 28, 28, 64, 3, 1, 1, 64]], "bench_rounds": 2, "bench_repeats": 2,
                      "channels": [8, 16, 32], "epochs": 2},
+    "autoencoder": {"epochs": 3, "channels": [8, 16]},
     "mean-shift": {"knn_sizes": [1500], "full_sizes": [1500, 3000], "n_landmarks": 256,
                    "landmark_sizes": [1500, 3000], "sklearn_n": 1500, "rounds": 1},
     "classifier-free-guidance": {"num_steps": 4},
