@@ -170,3 +170,22 @@ def test_integer_and_complex_inputs_like_torch(dtype) -> None:
     ours = conv.conv2d(x, weight, stride=(1, 2), padding=1)
     assert ours.dtype == dtype
     torch.testing.assert_close(ours, F.conv2d(x, weight, stride=(1, 2), padding=1), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float16, 1e-2), (torch.bfloat16, 5e-2)])
+def test_half_precision_like_torch(dtype, tol) -> None:
+    x, weight, bias = case(2, 3, 9, 9, 4, 3, 3)
+    x, weight, bias = x.to(dtype), weight.to(dtype), bias.to(dtype)
+    ours = conv.conv2d(x, weight, bias, stride=2, padding=1)
+    assert ours.dtype == dtype
+    torch.testing.assert_close(ours, F.conv2d(x, weight, bias, stride=2, padding=1), rtol=tol, atol=tol)
+
+
+def test_non_contiguous_and_channels_last_inputs() -> None:
+    x, weight, bias = case(2, 3, 9, 8, 4, 3, 3)
+    for strange in (x.to(memory_format=torch.channels_last), x.transpose(2, 3), x[:, :, ::2]):
+        for padding in (0, 1):
+            torch.testing.assert_close(conv.conv2d(strange, weight, bias, padding=padding),
+                                       F.conv2d(strange, weight, bias, padding=padding), rtol=1e-5, atol=1e-5)
+            columns = conv.im2col(strange, 3, padding=padding)
+            assert torch.equal(columns, F.unfold(strange, 3, padding=padding))
