@@ -189,3 +189,15 @@ def test_non_contiguous_and_channels_last_inputs() -> None:
                                        F.conv2d(strange, weight, bias, padding=padding), rtol=1e-5, atol=1e-5)
             columns = conv.im2col(strange, 3, padding=padding)
             assert torch.equal(columns, F.unfold(strange, 3, padding=padding))
+
+
+def test_benchmark_rows_hold_differences_and_ratios() -> None:
+    """Structure only: every row compares with F.conv2d; speed is never asserted."""
+    from fromscratch.benchmarks import conv as benchmark
+
+    result = benchmark.run(shapes=[(2, 4, 6, 6, 4, 3, 1, 1, 2)], rounds=1)
+    (row,) = result["rows"]
+    assert row["im2col_max_abs_diff"] < 1e-5 and row["unfold_max_abs_diff"] < 1e-5
+    ratios = [row[f"ratio_{name}_{step}"] for name in ("im2col", "unfold") for step in ("forward", "fwd_bwd")]
+    assert all(ratio > 0 for ratio in ratios)
+    assert result["summary"]["max_abs_diff"] < 1e-5
