@@ -250,7 +250,7 @@ def landmark_mean_shift(x: Tensor, bandwidth: float, n_landmarks: int = 1024, ke
     check_count(n_landmarks, "n_landmarks")
     m = min(n_landmarks, len(x))
     rows = max(batch_size, batch_size * len(x) // m)
-    fit = kmeans(x, m, iterations=kmeans_iterations, init="random", seed=seed, batch_size=rows)
+    fit = kmeans(x, m, iterations=kmeans_iterations, init="random", seed=seed)   # its own block size
     counts = torch.bincount(fit.labels, minlength=m).to(x.dtype)
     keep = counts > 0
     landmarks, weights = fit.centroids[keep], counts[keep]
