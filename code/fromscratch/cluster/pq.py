@@ -87,21 +87,23 @@ class ProductQuantizer:
         """The k codes nearest each query by asymmetric distance: (distances, indices), (q, k).
 
         Distances to a batch of codes are M table lookups added up; the running best k are
-        merged batch by batch, so memory is q x batch_size.
+        merged batch by batch, so memory is q x batch_size. The tables are laid out (M, K, q):
+        a lookup copies one contiguous row of q distances, which is faster than gathering
+        columns, and spreads over threads.
         """
         check_count(k, "k", 1, len(codes), "the number of codes")
-        tables = self.distance_tables(queries).transpose(0, 1).contiguous()   # (M, q, K)
+        tables = self.distance_tables(queries).permute(1, 2, 0).contiguous()   # (M, K, q)
         by_subspace = codes.long().T.contiguous()                              # (M, n)
-        n_queries = tables.shape[1]
+        n_queries = tables.shape[2]
         best_d = torch.full((n_queries, 0), float("inf"), dtype=tables.dtype, device=tables.device)
         best_i = torch.empty((n_queries, 0), dtype=torch.long, device=tables.device)
         for rows in row_batches(len(codes), batch_size):
-            d = tables[0].index_select(1, by_subspace[0, rows])                # (q, b)
+            d = tables[0].index_select(0, by_subspace[0, rows])                # (b, q)
             for m in range(1, self.M):
-                d.add_(tables[m].index_select(1, by_subspace[m, rows]))
+                d.add_(tables[m].index_select(0, by_subspace[m, rows]))
             idx = torch.arange(rows.start, rows.stop, device=codes.device).expand(n_queries, -1)
-            best_d, pick = torch.cat([best_d, d], 1).topk(
-                min(k, best_d.shape[1] + d.shape[1]), dim=1, largest=False, sorted=True)
+            best_d, pick = torch.cat([best_d, d.T], 1).topk(
+                min(k, best_d.shape[1] + d.shape[0]), dim=1, largest=False, sorted=True)
             best_i = torch.cat([best_i, idx], 1).gather(1, pick)
         return best_d, best_i
 
