@@ -24,6 +24,17 @@ from torch import Tensor
 from torch._C import _disabled_torch_function_impl
 
 
+def forget_gradients(parameters: Iterable[Tensor], set_to_none: bool = True) -> None:
+    """Each gradient set to None (torch's default) or filled with zeros in place."""
+    for p in parameters:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            p.grad.detach_().zero_()
+
+
 # --------------------------------------------------------------------------- Parameter
 class Parameter(Tensor):
     """A tensor that a Module registers as trainable; requires_grad by default.
@@ -224,13 +235,7 @@ class Module:
     # ----------------------------------------------------------------- state
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget every parameter's gradient (None, as torch's default) or fill it with zeros."""
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.detach_().zero_()
+        forget_gradients(self.parameters(), set_to_none)
 
     def train(self, mode: bool = True) -> Module:
         if not isinstance(mode, bool):
@@ -482,14 +487,7 @@ class Optimizer:
             raise ValueError(f"Invalid learning rate: {group['lr']}")
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.detach_().zero_()
+        forget_gradients((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self) -> None:
         raise NotImplementedError

@@ -103,3 +103,20 @@ def gradients(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> list[to
 
 def finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(t).all())
+
+
+def assert_same_structure(ours: Any, theirs: Any) -> None:
+    """Equal nested containers of equal type: tensors equal in dtype and value, other leaves ==."""
+    assert type(ours) is type(theirs), (type(ours), type(theirs))
+    if isinstance(ours, torch.Tensor):
+        assert ours.dtype == theirs.dtype and torch.equal(ours, theirs)
+    elif isinstance(ours, dict):
+        assert list(ours) == list(theirs)
+        for key in ours:
+            assert_same_structure(ours[key], theirs[key])
+    elif isinstance(ours, list | tuple):
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs, strict=True):
+            assert_same_structure(a, b)
+    else:
+        assert ours == theirs

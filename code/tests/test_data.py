@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.utils.data as tud
+from property_helpers import assert_same_structure
 from torch.utils.data import default_collate as torch_collate
 
 from fromscratch import data, datasets
@@ -86,22 +87,6 @@ SAMPLES = [
     [NT(1, torch.ones(1)), NT(2, torch.zeros(1))],
     [[1, 2], [3, 4]],
 ]
-
-
-def assert_same_structure(ours, theirs) -> None:
-    assert type(ours) is type(theirs), (type(ours), type(theirs))
-    if isinstance(ours, torch.Tensor):
-        assert ours.dtype == theirs.dtype and torch.equal(ours, theirs)
-    elif isinstance(ours, dict):
-        assert list(ours) == list(theirs)
-        for key in ours:
-            assert_same_structure(ours[key], theirs[key])
-    elif isinstance(ours, list | tuple):
-        assert len(ours) == len(theirs)
-        for a, b in zip(ours, theirs, strict=True):
-            assert_same_structure(a, b)
-    else:
-        assert ours == theirs
 
 
 @pytest.mark.parametrize("batch", SAMPLES, ids=range(len(SAMPLES)))

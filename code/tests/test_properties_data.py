@@ -12,6 +12,7 @@ import torch
 import torch.utils.data as tud
 from hypothesis import given
 from hypothesis import strategies as st
+from property_helpers import assert_same_structure
 
 from fromscratch import data
 
@@ -66,23 +67,7 @@ def sample(schema, draw):
     return tuple(items) if kind == "tuple" else items
 
 
-def same_structure(ours, theirs) -> None:
-    assert type(ours) is type(theirs), (type(ours), type(theirs))
-    if isinstance(ours, torch.Tensor):
-        assert ours.dtype == theirs.dtype and torch.equal(ours, theirs)
-    elif isinstance(ours, dict):
-        assert list(ours) == list(theirs)
-        for key in ours:
-            same_structure(ours[key], theirs[key])
-    elif isinstance(ours, list | tuple):
-        assert len(ours) == len(theirs)
-        for a, b in zip(ours, theirs, strict=True):
-            same_structure(a, b)
-    else:
-        assert ours == theirs
-
-
 @given(SCHEMAS, st.integers(1, 4), st.data())
 def test_default_collate_equals_torchs(schema, batch_size, drawn) -> None:
     batch = [sample(schema, drawn.draw) for _ in range(batch_size)]
-    same_structure(data.default_collate(batch), tud.default_collate(batch))
+    assert_same_structure(data.default_collate(batch), tud.default_collate(batch))
