@@ -68,12 +68,13 @@ def search_data(n: int, d: int, intrinsic_dim: int | None, generator: torch.Gene
     """200 Gaussian clusters in `intrinsic_dim` dimensions (default: d) mapped linearly into d,
     plus a little noise in all d. Real descriptors have a low intrinsic dimension; isotropic
     64-d clusters are the hard case where every neighbour is about as far as every other."""
-    k = intrinsic_dim or d
-    centres = torch.randn(200, k, generator=generator)
-    z = centres[torch.randint(200, (n,), generator=generator)] + 0.5 * torch.randn(n, k, generator=generator)
+    dims = intrinsic_dim or d
+    centres = torch.randn(200, dims, generator=generator)
+    members = torch.randint(200, (n,), generator=generator)
+    z = centres[members] + 0.5 * torch.randn(n, dims, generator=generator)
     if intrinsic_dim is None:
         return z
-    embedding = torch.randn(k, d, generator=generator) / k**0.5
+    embedding = torch.randn(dims, d, generator=generator) / dims**0.5
     return z @ embedding + 0.05 * torch.randn(n, d, generator=generator)
 
 

@@ -44,7 +44,8 @@ def row_minimum(scores: Tensor, reversed_index: Tensor, flags: Tensor) -> tuple[
     `min(1)` with indices runs a scalar loop on the CPU; `amin` is vectorised. So: the minimum
     with `amin`, a flag where a score equals it, the flags times (K, K-1, ..., 1), and `amax`
     picks the first flagged column. Four vectorised passes over the block beat one scalar pass
-    (about 3x on this CPU). `reversed_index` holds K..1 and `flags` is a buffer of scores' shape.
+    (about 3x on this CPU). `reversed_index` holds K..1 and `flags` is a buffer of scores' shape,
+    both in a dtype that counts to K exactly (float32 for half-precision scores, as `assign` does).
     """
     best = scores.amin(1, keepdim=True)
     torch.eq(scores, best, out=flags).mul_(reversed_index)
