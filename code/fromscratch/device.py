@@ -1,6 +1,8 @@
-"""Pick the compute device once, the same way in every post: "auto" means CUDA where available."""
+"""The compute device: picked once, the same way in every post ("auto": CUDA if any); batches moved to it."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -29,3 +31,14 @@ def synchronize(device: str | torch.device) -> None:
     """Wait for queued GPU work, so a timer measures the work and not its launch."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def to_device(obj: Any, device: str | torch.device) -> Any:
+    """Tensors (alone or in tuples, lists, dicts) moved to `device`; anything else as it is."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    return obj

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from fromscratch.device import resolve_device
+from fromscratch.device import resolve_device, to_device
 
 __all__ = ["Accuracy", "Callback", "CancelBatchException", "CancelEpochException", "CancelFitException",
            "DeviceCB", "LRFind", "LRFinderCB", "Learner", "Mean", "MetricsCB", "ProgressCB", "TrainCB",
@@ -232,17 +232,6 @@ class TrainCB(Callback):
 
     def zero_grad(self, learn: Learner) -> None:
         learn.opt.zero_grad()
-
-
-def to_device(obj: Any, device: str | torch.device) -> Any:
-    """Tensors (alone or in tuples, lists, dicts) moved to `device`; anything else as it is."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_device(o, device) for o in obj)
-    if isinstance(obj, dict):
-        return {k: to_device(v, device) for k, v in obj.items()}
-    return obj
 
 
 class DeviceCB(Callback):
