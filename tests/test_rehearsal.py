@@ -55,7 +55,7 @@ REDUCED: dict[str, dict[str, object]] = {
                    "landmark_sizes": [1500, 3000], "sklearn_n": 1500, "rounds": 1},
     "classifier-free-guidance": {"num_steps": 4},
     "negative-prompts-img2img": {"num_steps": 10, "negative_samples": 2, "img2img_samples": 1},
-    "diffedit": {"num_steps": 4, "num_edits": 4, "sweep_edits": 4, "num_draws": 2,
+    "diffedit": {"num_steps": 4, "num_edits": 4, "sweep_edits": 4, "num_draws": 2, "second_edits": 4,
                  "batch_size": 4},
     "fewer-steps": {"settings_steps": 4, "grid_steps": [2, 4], "curve_steps": [1, 2, 4], "curve_samples": 24,
                     "real_images": 300, "sweep_scales": [1.0, 5.0], "sweep_samples": 12,

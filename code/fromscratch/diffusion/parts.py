@@ -169,9 +169,18 @@ def load_mini(device: torch.device, weights: str | Path | None = None,
     unet = UNet2DConditionModel.from_config(meta["unet_config"])
     unet.load_state_dict(state)
     tokenizer, encoder = load_minilm(device)
-    return SDParts(tokenizer, encoder, None, unet.to(device).eval(),
+    return SDParts(tokenizer, encoder, None, conv_layout(unet.to(device).eval(), device),
                    DDIMScheduler.from_config(meta["scheduler_config"]), int(meta["image_size"]),
                    float(meta["latent_scale"]), device, torch.float32)
+
+
+def conv_layout(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`module` in channels-last layout on a CPU, where oneDNN's convolutions run faster on it.
+
+    Measured on the mini SD's UNet (batch 192, 2 threads): 0.56 s a call against 0.76 s in the default
+    layout. Values are the same up to float rounding; CUDA keeps the default layout.
+    """
+    return module.to(memory_format=torch.channels_last) if device.type == "cpu" else module
 
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")  # "name" or "owner/name"
@@ -192,8 +201,8 @@ def load_pretrained(model: str, device: torch.device, dtype: torch.dtype,
     scheduler = DDIMScheduler(num_train_timesteps=1000, **SD_SCHEDULER)
     vae = vae.to(device).eval().requires_grad_(False)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
-    return SDParts(tokenizer, encoder.to(device).eval().requires_grad_(False), vae,
-                   unet.to(device).eval().requires_grad_(False), scheduler,
+    unet = conv_layout(unet.to(device).eval().requires_grad_(False), device)
+    return SDParts(tokenizer, encoder.to(device).eval().requires_grad_(False), vae, unet, scheduler,
                    unet.config.sample_size * factor, vae.config.scaling_factor, device, dtype)
 
 
