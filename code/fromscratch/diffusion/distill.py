@@ -35,7 +35,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from tqdm.auto import tqdm
 
-from fromscratch.diffusion.parts import REPO_ROOT, SDParts, load_mini
+from fromscratch.diffusion.parts import REPO_ROOT, SDParts, conv_layout, load_mini
 from fromscratch.diffusion.samplers import Sampler, Schedule, run_sampler, schedule_from_config, timesteps
 from fromscratch.diffusion.sampling import guided_noise, prompt_embeddings
 
@@ -46,11 +46,11 @@ STAGES = ("guided", "8", "4", "2", "1")  # the guided student samples at TEACHER
 TEACHER_STEPS = 16
 # sha256 of each shipped student (data/README.md has the command and arguments that wrote them)
 STUDENT_SHA256 = {
-    "guided": "dc0000add39e3bc5d56a61ed4c65917a4ff2c0552389ce9732120e8bcb51f414",
-    "8": "c7f301f9f725da6555b31052e23cb01123e6b9477357d7a89ae7a65698d60151",
-    "4": "6f80829373c8c403940c8d7a48dd4b56a94716a91e59ec952190832ced409d2b",
-    "2": "4dbb257ce955edb29a7266cc7b8cd3b0b7c5ed29cc07b122a9f13eabbb4843f2",
-    "1": "6989110d1ee7c2de6ab47dc67d419a0159976ca0152336524702621ad8cd4ff2",
+    "guided": "fcaf3fb303d9f6a82431793e9c1c017eabbaceb030ac15f59bdab2f2e2c5495b",
+    "8": "bd8380e4ce32c8f03dff1c4f7196bbadf71eaef50125c76d98e695cc55a6313e",
+    "4": "c59e50d75273a9914ae478887966067fe0510338dc70902f38293ffe9c56dfe0",
+    "2": "9ee46a8cb997fcf154dbb89b5ccd73d02aa106942af9e3929d478dbad28e9026",
+    "1": "500442c41ac74c97b26e82674cca0dfc65901e734c4aa356e76187112cb39dfd",
 }
 
 
@@ -272,6 +272,7 @@ def distill(args: argparse.Namespace) -> dict:
             student = UNet2DConditionModel.from_config(previous.config)
             student.load_state_dict(previous.state_dict())
             loss_of = halving_loss(previous.requires_grad_(False).eval(), student, schedule, int(stage))
+        student = conv_layout(student, teacher.device)  # about 10% faster training steps on a CPU
         losses = train_stage(student, loss_of, data, steps, args.batch_size, args.lr,
                              (args.scale_min, args.scale_max), args.seed + k, stage)
         seconds = time.perf_counter() - start
