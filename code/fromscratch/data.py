@@ -191,7 +191,8 @@ class DataLoader:
     """Batches of a dataset: samples in order or shuffled, collated, optionally in worker processes.
 
     Same arguments as torch.utils.data.DataLoader for these features. `num_workers > 0` fetches and
-    collates in that many processes (a pool started on each pass) and yields the batches in order;
+    collates in that many processes (a pool started on each pass, stopped at its end or when the
+    pass is abandoned, once the batches already asked for are in) and yields the batches in order;
     each worker seeds torch and `random` with base_seed + worker id, as torch's workers do (which
     worker gets which batch is not fixed, so random transforms in workers are not reproducible).
     Refusals: an empty dataset (torch's sequential loader yields nothing instead), batch_size < 1,
@@ -258,6 +259,11 @@ class DataLoader:
             while pending:
                 yield pending.popleft().get()
         finally:
+            # Batches still in flight are waited for before the pool stops: torch sends each
+            # batch's tensors as a file descriptor that the worker serves, so a worker stopped
+            # mid-handover breaks the pool's result thread.
+            for result in pending:
+                result.wait()
             pool.terminate()
             pool.join()
 
