@@ -1,4 +1,4 @@
-"""The compute device: picked once, the same way in every post ("auto": CUDA if any); batches moved to it."""
+"""The compute device: picked once, the same way in every post ("auto": CUDA if any); its threads; batches."""
 
 from __future__ import annotations
 
@@ -42,3 +42,13 @@ def to_device(obj: Any, device: str | torch.device) -> Any:
     if isinstance(obj, dict):
         return {k: to_device(v, device) for k, v in obj.items()}
     return obj
+
+
+def set_cpu_threads(threads: int) -> int:
+    """Pin torch's CPU thread pool to `threads` (0 keeps torch's default, one per core); the count in use."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ValueError(f"threads should be 0 (torch's default, one per core) or a positive count, "
+                         f"got {threads!r}")
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 import torch
 
-from fromscratch.device import resolve_device
+from fromscratch.device import resolve_device, set_cpu_threads
 from fromscratch.site import notebook, scaffold
 from fromscratch.site.runinfo import RunInfo
 
@@ -25,6 +25,18 @@ def test_auto_device_follows_cuda_availability() -> None:
 def test_cuda_without_gpu_says_what_to_do() -> None:
     with pytest.raises(ValueError, match="no CUDA GPU is visible; use device='auto'"):
         resolve_device("cuda")
+
+
+def test_cpu_threads_pins_torch_or_keeps_its_default() -> None:
+    before = torch.get_num_threads()
+    try:
+        assert set_cpu_threads(1) == 1 == torch.get_num_threads()
+        assert set_cpu_threads(0) == 1  # 0 leaves the pool as it is
+    finally:
+        torch.set_num_threads(before)
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="positive count"):
+            set_cpu_threads(bad)
 
 
 def test_run_info_shows_profile_and_parameters(capsys) -> None:
